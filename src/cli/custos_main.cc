@@ -1,0 +1,91 @@
+// custos: the operator's command. For now it speaks to the local sensord's
+// admin socket (`custos sensor status|start|stop|restart|reload`).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "sensor/admin_server.h"
+
+namespace custos {
+namespace {
+
+std::string Megabytes(const nlohmann::json& bytes) {
+  if (!bytes.is_number()) return "-";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f", bytes.get<double>() / (1024.0 * 1024.0));
+  return text;
+}
+
+std::string Text(const nlohmann::json& value) {
+  if (value.is_null()) return "-";
+  if (value.is_string()) return value.get<std::string>();
+  return value.dump();
+}
+
+void PrintStatus(const nlohmann::json& status) {
+  std::printf("sensor %s\n", status.value("sensor", "?").c_str());
+  std::printf("%-16s %-8s %-8s %7s %8s %9s %10s %9s\n", "INSTRUMENT", "STATE", "NETWORK", "PID",
+              "RESTARTS", "LAST EXIT", "MEMORY MB", "LIMIT MB");
+  for (const auto& instrument : status.value("instruments", nlohmann::json::array())) {
+    std::printf("%-16s %-8s %-8s %7s %8s %9s %10s %9s\n", Text(instrument["name"]).c_str(),
+                Text(instrument["state"]).c_str(), Text(instrument["network"]).c_str(),
+                Text(instrument["pid"]).c_str(), Text(instrument["restarts"]).c_str(),
+                Text(instrument["last_exit"]).c_str(), Megabytes(instrument["memory_bytes"]).c_str(),
+                Megabytes(instrument["memory_limit_bytes"]).c_str());
+    if (instrument.contains("last_error")) {
+      std::printf("  last error: %s\n", Text(instrument["last_error"]).c_str());
+    }
+  }
+}
+
+int Send(const std::string& socket, const nlohmann::json& request, bool json_output) {
+  auto reply = AdminRequest(socket, request);
+  if (!reply) {
+    std::cerr << "custos: " << reply.error().message << "\n";
+    return 1;
+  }
+  if (!reply->value("ok", false)) {
+    std::cerr << "custos: " << reply->value("error", "sensord refused the request") << "\n";
+    return 1;
+  }
+  if (json_output) {
+    std::cout << reply->dump(1) << "\n";
+  } else if (request["command"] == "status") {
+    PrintStatus(*reply);
+  }
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"custos: operate Custos sensors"};
+  app.require_subcommand(1);
+  auto* sensor = app.add_subcommand("sensor", "talk to the local custos-sensord");
+  sensor->require_subcommand(1);
+  std::string socket = "/run/custos/sensord.sock";
+  bool json_output = false;
+  sensor->add_option("--socket", socket, "sensord admin socket")->capture_default_str();
+  sensor->add_flag("--json", json_output, "print the raw JSON reply");
+  nlohmann::json request;
+  sensor->add_subcommand("status", "show each instrument's state")->callback([&] {
+    request = {{"command", "status"}};
+  });
+  sensor->add_subcommand("reload", "re-read the configuration file")->callback([&] {
+    request = {{"command", "reload"}};
+  });
+  sensor->add_subcommand("sweep", "delete files older than retention now")->callback([&] {
+    request = {{"command", "sweep"}};
+  });
+  std::string name;
+  for (const char* verb : {"start", "stop", "restart"}) {
+    auto* command = sensor->add_subcommand(verb, std::string(verb) + " one instrument");
+    command->add_option("instrument", name, "instrument name")->required();
+    command->callback([&request, &name, verb] { request = {{"command", verb}, {"instrument", name}}; });
+  }
+  CLI11_PARSE(app, argc, argv);
+  return Send(socket, request, json_output);
+}
+
+}  // namespace
+}  // namespace custos
+
+int main(int argc, char** argv) { return custos::Main(argc, argv); }

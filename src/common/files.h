@@ -1,0 +1,20 @@
+// Small file helpers used across the daemons.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "common/result.h"
+
+namespace custos {
+
+Result<std::string> ReadFile(const std::filesystem::path& path);
+
+// Writes to a temporary file beside `path`, fsyncs, then renames over it, so
+// a reader sees either the old or the new content, never a mix.
+Status WriteFileAtomic(const std::filesystem::path& path, const std::string& content,
+                       unsigned mode = 0644);
+
+Status MakeDirectories(const std::filesystem::path& path, unsigned mode = 0755);
+
+}  // namespace custos

@@ -1,0 +1,12 @@
+// The default-deny seccomp profile every instrument runs under, as the
+// `linux.seccomp` object of an OCI config. Anything not listed fails with
+// EPERM; see docs/security.md for what is left out and why.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+namespace custos {
+
+nlohmann::json InstrumentSeccompProfile();
+
+}  // namespace custos

@@ -1,0 +1,258 @@
+#include "sensor/instrument.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <functional>
+
+#include "common/files.h"
+#include "common/log.h"
+#include "sandbox/cgroup_stats.h"
+#include "sandbox/netns.h"
+#include "sandbox/oci_bundle.h"
+#include "sandbox/rootfs.h"
+#include "storage/instrument_storage.h"
+
+namespace custos {
+namespace {
+
+constexpr const char* kSettingsPath = "/etc/custos/instrument.json";
+constexpr const char* kDataPath = "/data";
+
+// Interface names are limited to 15 characters; a hash keeps the host end's
+// name short and unique per sensor and instrument.
+std::string HostEndName(const std::string& sensor, const std::string& instrument) {
+  char name[16];
+  std::snprintf(name, sizeof name, "cm%08zx", std::hash<std::string>{}(sensor + "/" + instrument) & 0xffffffff);
+  return name;
+}
+
+// Waits for the process behind `pidfd` to exit, up to `timeout`.
+bool WaitForExit(int pidfd, std::chrono::milliseconds timeout) {
+  pollfd entry{pidfd, POLLIN, 0};
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    int ready = ::poll(&entry, 1, static_cast<int>(std::max<long long>(left.count(), 0)));
+    if (ready > 0) return true;
+    if (ready == 0) return false;
+    if (errno != EINTR) return false;
+  }
+}
+
+}  // namespace
+
+const char* InstrumentStateName(InstrumentState state) {
+  switch (state) {
+    case InstrumentState::kStopped: return "stopped";
+    case InstrumentState::kRunning: return "running";
+    case InstrumentState::kBackoff: return "backoff";
+    case InstrumentState::kExited: return "exited";
+    case InstrumentState::kFailed: return "failed";
+  }
+  return "?";
+}
+
+Instrument::Instrument(InstrumentConfig config, SensorPlatform& platform)
+    : config_(std::move(config)), platform_(platform) {}
+
+Instrument::~Instrument() {
+  if (running()) Stop();
+}
+
+std::string Instrument::persistent_dir() const {
+  return PersistentDirectory(platform_.sensor.data_root, config_.name);
+}
+
+Status Instrument::WriteSettings(const std::string& path) const {
+  nlohmann::json settings = {
+      {"instrument", config_.name},
+      {"sensor", platform_.sensor.name},
+      {"network", NetworkModeName(config_.network)},
+      {"retention_seconds", std::chrono::duration_cast<std::chrono::seconds>(config_.retention).count()},
+      {"settings", nlohmann::json::parse(config_.settings_json)}};
+  return WriteFileAtomic(path, settings.dump(1), 0644);
+}
+
+Result<ContainerSpec> Instrument::BuildSpec(std::uint32_t host_uid, const std::string& persistent) {
+  const auto& manifest = config_.manifest;
+  auto files = platform_.resolver.FilesFor(manifest.executable);
+  if (!files) return files.error();
+  files->insert(files->end(), manifest.files.begin(), manifest.files.end());
+  std::string rootfs = platform_.RootfsDir(config_.name);
+  CUSTOS_TRY(AssembleRootfs(*files, rootfs));
+  CUSTOS_TRY(MakeDirectories(rootfs + "/etc/custos", 0755));
+  CUSTOS_TRY(WriteSettings(rootfs + kSettingsPath));
+  ContainerSpec spec;
+  spec.id = platform_.ContainerId(config_.name);
+  spec.hostname = config_.name;
+  spec.args.push_back(manifest.executable);
+  spec.args.insert(spec.args.end(), manifest.args.begin(), manifest.args.end());
+  spec.args.insert(spec.args.end(), config_.extra_args.begin(), config_.extra_args.end());
+  auto retention_s = std::chrono::duration_cast<std::chrono::seconds>(config_.retention).count();
+  spec.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+              "CUSTOS_INSTRUMENT=" + config_.name,
+              "CUSTOS_SETTINGS=" + std::string(kSettingsPath),
+              "CUSTOS_DATA=" + std::string(kDataPath),
+              "CUSTOS_RETENTION_SECONDS=" + std::to_string(retention_s),
+              "TMPDIR=/tmp"};
+  spec.rootfs = rootfs;
+  spec.mounts.push_back({persistent, kDataPath, false});
+  spec.tmpfs_bytes = config_.transient_bytes;
+  spec.host_uid = host_uid;
+  spec.uid_count = kUidRangeSize;
+  spec.capabilities = manifest.capabilities;
+  spec.memory_bytes = config_.limits.memory_bytes;
+  spec.pids = config_.limits.pids;
+  spec.cpus = config_.limits.cpus;
+  spec.open_files = config_.limits.open_files;
+  spec.cgroup_path = platform_.CgroupPath(config_.name);
+  return spec;
+}
+
+Status Instrument::AttachNetwork() {
+  std::string pin = platform_.NetnsPin(config_.name);
+  CUSTOS_TRY(PinNetns(pid_, pin));
+  netns_pinned_ = true;
+  if (config_.network == NetworkMode::kPassive) {
+    auto link = CreateMirrorLink(NamedNetnsPath(platform_.HubNetnsName()), pin,
+                                 HostEndName(platform_.sensor.name, config_.name));
+    if (!link) return link.error();
+    mirror_ = *link;
+  } else if (config_.network == NetworkMode::kActive) {
+    CUSTOS_TRY(MoveInterfaceIn(config_.interface, pin));
+    interface_moved_ = true;
+  }
+  return {};
+}
+
+Status Instrument::Start() {
+  if (running()) return Error{config_.name + " is already running"};
+  auto host_uid = platform_.uid_slots.HostUidFor(config_.name);
+  if (!host_uid) return host_uid.error();
+  auto persistent = PreparePersistentDirectory(platform_.sensor.data_root, config_.name, *host_uid);
+  if (!persistent) return persistent.error();
+  std::string bundle = platform_.BundleDir(config_.name);
+  CUSTOS_TRY(MakeDirectories(bundle, 0700));
+  auto spec = BuildSpec(*host_uid, *persistent);
+  if (!spec) return spec.error();
+  CUSTOS_TRY(WriteOciBundle(*spec, bundle));
+
+  CUSTOS_TRY(MakeDirectories(platform_.sensor.log_dir, 0750));
+  UniqueFd log(::open(platform_.LogFile(config_.name).c_str(),
+                      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+  if (!log.valid()) return ErrnoError("cannot open " + platform_.LogFile(config_.name));
+
+  // Without a network of its own to plumb, create and start are one call.
+  bool plumb = config_.network != NetworkMode::kNone;
+  auto pid = plumb ? platform_.runtime.Create(spec->id, bundle, log.get())
+                   : platform_.runtime.Run(spec->id, bundle, log.get());
+  if (!pid) {
+    (void)platform_.runtime.Delete(spec->id, true);
+    return pid.error();
+  }
+  pid_ = *pid;
+  pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
+  auto fail = [&](const Error& error) -> Status {
+    (void)platform_.runtime.Kill(spec->id, SIGKILL);
+    Stop();
+    return error;
+  };
+  if (!pidfd_.valid()) return fail(ErrnoError("pidfd_open"));
+  if (plumb) {
+    if (auto attached = AttachNetwork(); !attached) return fail(attached.error());
+    if (auto started = platform_.runtime.Start(spec->id); !started) return fail(started.error());
+  }
+  started_at_ = std::chrono::steady_clock::now();
+  state_ = InstrumentState::kRunning;
+  last_error_.clear();
+  spdlog::info("instrument {} started (pid {}, network {})", config_.name, pid_,
+               NetworkModeName(config_.network));
+  return {};
+}
+
+void Instrument::Stop() {
+  if (!running()) return;
+  std::string id = platform_.ContainerId(config_.name);
+  // A container created but never started ignores SIGTERM; the kill below covers it.
+  (void)platform_.runtime.Kill(id, SIGTERM);
+  if (!WaitForExit(pidfd_.get(), platform_.sensor.stop_grace)) {
+    spdlog::warn("instrument {} did not stop within {} ms; killing it", config_.name,
+                 platform_.sensor.stop_grace.count());
+    (void)platform_.runtime.Kill(id, SIGKILL);
+    WaitForExit(pidfd_.get(), std::chrono::seconds(10));
+  }
+  int status = 0;
+  int code = -1;
+  if (::waitpid(pid_, &status, 0) == pid_) code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  last_exit_ = code;
+  Cleanup();
+  state_ = InstrumentState::kStopped;
+  spdlog::info("instrument {} stopped", config_.name);
+}
+
+void Instrument::Exited(int exit_code) {
+  last_exit_ = exit_code;
+  Cleanup();
+  spdlog::log(exit_code == 0 ? spdlog::level::info : spdlog::level::warn,
+              "instrument {} exited with code {}", config_.name, exit_code);
+}
+
+void Instrument::Cleanup() {
+  std::string pin = platform_.NetnsPin(config_.name);
+  if (interface_moved_) {
+    if (auto moved = MoveInterfaceBack(config_.interface, pin); !moved) {
+      spdlog::error("instrument {}: cannot hand back {}: {}", config_.name, config_.interface,
+                    moved.error().message);
+    }
+    interface_moved_ = false;
+  }
+  if (mirror_) {
+    if (auto destroyed = DestroyMirrorLink(*mirror_); !destroyed) {
+      spdlog::error("instrument {}: {}", config_.name, destroyed.error().message);
+    }
+    mirror_.reset();
+  }
+  if (netns_pinned_) {
+    (void)UnpinNetns(pin);
+    netns_pinned_ = false;
+  }
+  if (auto deleted = platform_.runtime.Delete(platform_.ContainerId(config_.name), true); !deleted) {
+    spdlog::error("instrument {}: {}", config_.name, deleted.error().message);
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(platform_.BundleDir(config_.name), ignored);
+  pidfd_.reset();
+  pid_ = -1;
+}
+
+std::chrono::steady_clock::duration Instrument::Uptime() const {
+  if (!running()) return {};
+  return std::chrono::steady_clock::now() - started_at_;
+}
+
+nlohmann::json Instrument::StatusJson() const {
+  nlohmann::json status = {
+      {"name", config_.name},
+      {"state", InstrumentStateName(state_)},
+      {"network", NetworkModeName(config_.network)},
+      {"restarts", restarts_},
+      {"retention_seconds", std::chrono::duration_cast<std::chrono::seconds>(config_.retention).count()},
+      {"log", platform_.LogFile(config_.name)}};
+  status["pid"] = running() ? nlohmann::json(pid_) : nlohmann::json(nullptr);
+  status["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(Uptime()).count();
+  status["last_exit"] = last_exit_ ? nlohmann::json(*last_exit_) : nlohmann::json(nullptr);
+  if (!last_error_.empty()) status["last_error"] = last_error_;
+  auto memory = running() ? CgroupMemoryBytes(platform_.CgroupPath(config_.name)) : std::nullopt;
+  status["memory_bytes"] = memory ? nlohmann::json(*memory) : nlohmann::json(nullptr);
+  status["memory_limit_bytes"] = config_.limits.memory_bytes;
+  if (mirror_) status["mirror_host_end"] = mirror_->host_end;
+  return status;
+}
+
+}  // namespace custos

@@ -1,0 +1,75 @@
+// One instrument's container: builds its bundle, storage and network, starts
+// it with the OCI runtime, stops it, and undoes everything it set up. Owned
+// by the Supervisor and used only from the event loop thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "sandbox/container_spec.h"
+#include "sandbox/veth.h"
+#include "sensor/sensor_config.h"
+#include "sensor/sensor_platform.h"
+
+namespace custos {
+
+enum class InstrumentState { kStopped, kRunning, kBackoff, kExited, kFailed };
+
+const char* InstrumentStateName(InstrumentState state);
+
+class Instrument {
+ public:
+  Instrument(InstrumentConfig config, SensorPlatform& platform);
+  ~Instrument();
+  Instrument(const Instrument&) = delete;
+  Instrument& operator=(const Instrument&) = delete;
+
+  // Starts the container; on failure nothing it set up is left behind.
+  Status Start();
+  // SIGTERM, up to the grace period, then SIGKILL; reaps and cleans up.
+  void Stop();
+  // The container's init was reaped with `exit_code`; cleans up after it.
+  void Exited(int exit_code);
+
+  // What the Supervisor's restart policy needs.
+  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  void set_state(InstrumentState state) { state_ = state; }
+  InstrumentState state() const { return state_; }
+  void set_last_error(std::string error) { last_error_ = std::move(error); }
+  std::chrono::steady_clock::duration Uptime() const;
+  int restarts() const { return restarts_; }
+  void CountRestart() { ++restarts_; }
+
+  const InstrumentConfig& config() const { return config_; }
+  std::string persistent_dir() const;
+  nlohmann::json StatusJson() const;
+
+ private:
+  // Assembles the root filesystem and describes the container.
+  Result<ContainerSpec> BuildSpec(std::uint32_t host_uid, const std::string& persistent);
+  Status WriteSettings(const std::string& path) const;
+  Status AttachNetwork();
+  void Cleanup();
+
+  InstrumentConfig config_;
+  SensorPlatform& platform_;
+  InstrumentState state_ = InstrumentState::kStopped;
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  bool netns_pinned_ = false;
+  bool interface_moved_ = false;
+  std::optional<MirrorLink> mirror_;
+  std::chrono::steady_clock::time_point started_at_{};
+  int restarts_ = 0;
+  std::optional<int> last_exit_;
+  std::string last_error_;
+};
+
+}  // namespace custos

@@ -1,0 +1,304 @@
+#include "sensor/sensor_config.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "sandbox/capabilities.h"
+#include "sensor/yaml_reader.h"
+
+namespace custos {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr std::uint64_t kMaxUid = 4'000'000'000ull;
+
+Result<NetworkMode> ParseNetworkMode(const YamlField& field) {
+  auto text = field.String();
+  if (!text) return text.error();
+  if (*text == "none") return NetworkMode::kNone;
+  if (*text == "passive") return NetworkMode::kPassive;
+  if (*text == "active") return NetworkMode::kActive;
+  return field.Fail("expected none, passive or active, got '" + *text + "'");
+}
+
+Result<std::string> ResolvePath(const YamlField& field, const fs::path& base) {
+  auto text = field.String();
+  if (!text) return text.error();
+  fs::path path(*text);
+  if (path.is_relative()) path = base / path;
+  return path.lexically_normal().string();
+}
+
+Result<InstrumentManifest> ParseManifest(const YamlField& root, const fs::path& base) {
+  CUSTOS_TRY(root.OnlyKeys({"name", "description", "executable", "args", "files",
+                            "capabilities", "networks"}));
+  InstrumentManifest manifest;
+  auto name = root.Child("name").String();
+  if (!name) return name.error();
+  manifest.name = *name;
+  auto executable = ResolvePath(root.Child("executable"), base);
+  if (!executable) return executable.error();
+  manifest.executable = *executable;
+  auto args = root.Child("args").StringList();
+  if (!args) return args.error();
+  manifest.args = *args;
+  auto files = root.Child("files").StringList();
+  if (!files) return files.error();
+  for (const auto& file : *files) {
+    if (!fs::path(file).is_absolute()) {
+      return root.Child("files").Fail("'" + file + "' must be an absolute path");
+    }
+  }
+  manifest.files = *files;
+  auto capabilities = root.Child("capabilities").StringList();
+  if (!capabilities) return capabilities.error();
+  for (const auto& capability : *capabilities) {
+    if (!IsKnownCapability(capability)) {
+      return root.Child("capabilities").Fail("unknown capability '" + capability + "'");
+    }
+  }
+  manifest.capabilities = *capabilities;
+  auto networks = root.Child("networks");
+  if (!networks.present()) {
+    manifest.networks = {NetworkMode::kNone};
+  } else {
+    if (!networks.node().IsSequence()) return networks.Fail("expected a list");
+    for (const auto& item : networks.Items()) {
+      auto mode = ParseNetworkMode(item);
+      if (!mode) return mode.error();
+      manifest.networks.push_back(*mode);
+    }
+  }
+  return manifest;
+}
+
+Result<InstrumentConfig> ParseInstrument(const YamlField& item, const fs::path& base,
+                                         const SensorConfig& sensor) {
+  CUSTOS_TRY(item.OnlyKeys({"name", "manifest", "network", "interface", "retention", "limits",
+                            "transient", "args", "settings"}));
+  InstrumentConfig instrument;
+  auto name = item.Child("name").String();
+  if (!name) return name.error();
+  if (!IsValidName(*name)) {
+    return item.Child("name").Fail("'" + *name + "' must be 1-15 characters of a-z, 0-9 and -");
+  }
+  instrument.name = *name;
+
+  auto manifest_path = ResolvePath(item.Child("manifest"), base);
+  if (!manifest_path) return manifest_path.error();
+  auto manifest = LoadManifest(*manifest_path);
+  if (!manifest) return item.Child("manifest").Fail(manifest.error().message);
+  instrument.manifest = *manifest;
+
+  auto network_field = item.Child("network");
+  if (network_field.present()) {
+    auto mode = ParseNetworkMode(network_field);
+    if (!mode) return mode.error();
+    instrument.network = *mode;
+  }
+  const auto& supported = instrument.manifest.networks;
+  if (std::find(supported.begin(), supported.end(), instrument.network) == supported.end()) {
+    return network_field.Fail(std::string("the manifest does not allow network mode '") +
+                              NetworkModeName(instrument.network) + "'");
+  }
+  auto interface = item.Child("interface").StringOr("");
+  if (!interface) return interface.error();
+  instrument.interface = *interface;
+  if (instrument.network == NetworkMode::kActive) {
+    if (instrument.interface.empty()) return item.Child("interface").Fail("is required in active mode");
+    const auto& allowed = sensor.active_interfaces;
+    if (std::find(allowed.begin(), allowed.end(), instrument.interface) == allowed.end()) {
+      return item.Child("interface").Fail("'" + instrument.interface +
+                                          "' is not in policy.active_interfaces");
+    }
+  } else if (!instrument.interface.empty()) {
+    return item.Child("interface").Fail("is only allowed in active mode");
+  }
+
+  for (const auto& capability : instrument.manifest.capabilities) {
+    const auto& allowed = sensor.allowed_capabilities;
+    if (std::find(allowed.begin(), allowed.end(), capability) == allowed.end()) {
+      return item.Child("manifest").Fail("the manifest asks for " + capability +
+                                         ", which policy.allowed_capabilities does not grant");
+    }
+  }
+
+  auto retention = item.Child("retention").Duration(instrument.retention);
+  if (!retention) return retention.error();
+  if (retention->count() <= 0) return item.Child("retention").Fail("must be longer than 0");
+  instrument.retention = *retention;
+
+  auto limits = item.Child("limits");
+  if (limits.present()) {
+    CUSTOS_TRY(limits.OnlyKeys({"memory", "pids", "cpus", "open_files"}));
+    auto memory = limits.Child("memory").Size(instrument.limits.memory_bytes);
+    if (!memory) return memory.error();
+    if (*memory < (4ull << 20)) return limits.Child("memory").Fail("must be at least 4M");
+    instrument.limits.memory_bytes = *memory;
+    auto pids = limits.Child("pids").Unsigned(instrument.limits.pids, 1'000'000);
+    if (!pids) return pids.error();
+    if (*pids < 1) return limits.Child("pids").Fail("must be at least 1");
+    instrument.limits.pids = *pids;
+    auto cpus = limits.Child("cpus").Number(instrument.limits.cpus);
+    if (!cpus) return cpus.error();
+    if (!(*cpus >= 0.01 && *cpus <= 1024)) return limits.Child("cpus").Fail("must be 0.01 to 1024");
+    instrument.limits.cpus = *cpus;
+    auto files = limits.Child("open_files").Unsigned(instrument.limits.open_files, 1 << 20);
+    if (!files) return files.error();
+    if (*files < 16) return limits.Child("open_files").Fail("must be at least 16");
+    instrument.limits.open_files = *files;
+  }
+  auto transient = item.Child("transient").Size(instrument.transient_bytes);
+  if (!transient) return transient.error();
+  if (*transient < (1ull << 20)) return item.Child("transient").Fail("must be at least 1M");
+  instrument.transient_bytes = *transient;
+  auto args = item.Child("args").StringList();
+  if (!args) return args.error();
+  instrument.extra_args = *args;
+  auto settings = item.Child("settings");
+  if (settings.present() && !settings.node().IsMap()) return settings.Fail("expected a map");
+  auto json = settings.AsJson();
+  if (!json) return json.error();
+  instrument.settings_json = *json;
+  return instrument;
+}
+
+Status ParseSensorSection(const YamlField& section, SensorConfig& config) {
+  if (!section.present()) return section.Fail("is required");
+  CUSTOS_TRY(section.OnlyKeys({"name", "state_dir", "data_root", "log_dir", "runtime", "uid_base",
+                               "retention_sweep", "restart_backoff", "stop_grace"}));
+  auto name = section.Child("name").String();
+  if (!name) return name.error();
+  if (!IsValidName(*name)) {
+    return section.Child("name").Fail("'" + *name + "' must be 1-15 characters of a-z, 0-9 and -");
+  }
+  config.name = *name;
+  for (auto [key, target] : {std::pair{"state_dir", &config.state_dir},
+                             std::pair{"data_root", &config.data_root},
+                             std::pair{"log_dir", &config.log_dir}}) {
+    auto value = section.Child(key).StringOr(*target);
+    if (!value) return value.error();
+    if (!fs::path(*value).is_absolute()) return section.Child(key).Fail("must be an absolute path");
+    *target = *value;
+  }
+  auto runtime = section.Child("runtime").StringOr(config.runtime);
+  if (!runtime) return runtime.error();
+  config.runtime = *runtime;
+  auto uid_base = section.Child("uid_base").Unsigned(config.uid_base, kMaxUid);
+  if (!uid_base) return uid_base.error();
+  if (*uid_base < 65536) return section.Child("uid_base").Fail("must be at least 65536");
+  config.uid_base = *uid_base;
+  auto sweep = section.Child("retention_sweep").Duration(config.retention_sweep);
+  if (!sweep) return sweep.error();
+  if (sweep->count() < 100) return section.Child("retention_sweep").Fail("must be at least 100ms");
+  config.retention_sweep = *sweep;
+  auto backoff = section.Child("restart_backoff");
+  if (backoff.present()) {
+    CUSTOS_TRY(backoff.OnlyKeys({"initial", "max"}));
+    auto initial = backoff.Child("initial").Duration(config.restart_backoff_initial);
+    if (!initial) return initial.error();
+    auto max = backoff.Child("max").Duration(config.restart_backoff_max);
+    if (!max) return max.error();
+    if (*max < *initial) return backoff.Child("max").Fail("must not be shorter than initial");
+    config.restart_backoff_initial = *initial;
+    config.restart_backoff_max = *max;
+  }
+  auto grace = section.Child("stop_grace").Duration(config.stop_grace);
+  if (!grace) return grace.error();
+  config.stop_grace = *grace;
+  return {};
+}
+
+Status ParsePolicy(const YamlField& policy, SensorConfig& config) {
+  if (!policy.present()) return {};
+  CUSTOS_TRY(policy.OnlyKeys({"allowed_capabilities", "active_interfaces"}));
+  auto capabilities = policy.Child("allowed_capabilities").StringList();
+  if (!capabilities) return capabilities.error();
+  for (const auto& capability : *capabilities) {
+    if (!IsKnownCapability(capability)) {
+      return policy.Child("allowed_capabilities").Fail("unknown capability '" + capability + "'");
+    }
+  }
+  config.allowed_capabilities = *capabilities;
+  auto interfaces = policy.Child("active_interfaces").StringList();
+  if (!interfaces) return interfaces.error();
+  config.active_interfaces = *interfaces;
+  return {};
+}
+
+Result<SensorConfig> ParseRoot(const YamlField& root, const fs::path& base) {
+  CUSTOS_TRY(root.OnlyKeys({"sensor", "policy", "instruments"}));
+  SensorConfig config;
+  CUSTOS_TRY(ParseSensorSection(root.Child("sensor"), config));
+  CUSTOS_TRY(ParsePolicy(root.Child("policy"), config));
+  auto instruments = root.Child("instruments");
+  if (instruments.present() && !instruments.node().IsSequence()) {
+    return instruments.Fail("expected a list of instruments");
+  }
+  std::set<std::string> names;
+  std::set<std::string> interfaces;
+  for (const auto& item : instruments.Items()) {
+    auto instrument = ParseInstrument(item, base, config);
+    if (!instrument) return instrument.error();
+    if (!names.insert(instrument->name).second) {
+      return item.Child("name").Fail("'" + instrument->name + "' is used twice");
+    }
+    if (!instrument->interface.empty() && !interfaces.insert(instrument->interface).second) {
+      return item.Child("interface").Fail("'" + instrument->interface + "' is given to two instruments");
+    }
+    config.instruments.push_back(std::move(*instrument));
+  }
+  return config;
+}
+
+}  // namespace
+
+const char* NetworkModeName(NetworkMode mode) {
+  switch (mode) {
+    case NetworkMode::kNone: return "none";
+    case NetworkMode::kPassive: return "passive";
+    case NetworkMode::kActive: return "active";
+  }
+  return "?";
+}
+
+bool IsValidName(const std::string& name) {
+  if (name.empty() || name.size() > 15) return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
+  return name.front() != '-';
+}
+
+Result<InstrumentManifest> LoadManifest(const std::string& path) {
+  auto root = LoadYamlFile(path);
+  if (!root) return root.error();
+  try {
+    return ParseManifest(*root, fs::path(path).parent_path());
+  } catch (const YAML::Exception& e) {
+    return Error{path + ": " + e.what()};
+  }
+}
+
+Result<SensorConfig> ParseSensorConfig(const std::string& text, const std::string& name) {
+  auto root = LoadYamlText(text, name);
+  if (!root) return root.error();
+  try {
+    return ParseRoot(*root, fs::path(name).parent_path());
+  } catch (const YAML::Exception& e) {
+    return Error{name + ": " + e.what()};
+  }
+}
+
+Result<SensorConfig> LoadSensorConfig(const std::string& path) {
+  auto root = LoadYamlFile(path);
+  if (!root) return root.error();
+  try {
+    return ParseRoot(*root, fs::absolute(path).parent_path());
+  } catch (const YAML::Exception& e) {
+    return Error{path + ": " + e.what()};
+  }
+}
+
+}  // namespace custos

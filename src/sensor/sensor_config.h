@@ -1,0 +1,82 @@
+// The sensor's configuration: one YAML file naming the instruments to run,
+// each with its manifest, network mode, limits, retention and settings.
+// docs/configuration.md documents every field; LoadSensorConfig validates the
+// whole file and returns an Error naming file, line and field on any fault.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace custos {
+
+enum class NetworkMode { kNone, kPassive, kActive };
+
+const char* NetworkModeName(NetworkMode mode);
+
+// What an instrument's author declares about it (instruments/<name>/manifest.yaml).
+struct InstrumentManifest {
+  std::string name;
+  std::string executable;                 // absolute host path of the binary
+  std::vector<std::string> args;          // arguments after the executable
+  std::vector<std::string> files;         // extra host files mounted read-only
+  std::vector<std::string> capabilities;  // e.g. CAP_NET_RAW
+  std::vector<NetworkMode> networks;      // modes it can work in
+
+  bool operator==(const InstrumentManifest&) const = default;
+};
+
+struct ResourceLimits {
+  std::uint64_t memory_bytes = 256ull << 20;
+  std::uint64_t pids = 64;
+  double cpus = 1.0;                      // CPU time share, in cores
+  std::uint64_t open_files = 1024;
+
+  bool operator==(const ResourceLimits&) const = default;
+};
+
+// One entry of `instruments:` in the sensor configuration.
+struct InstrumentConfig {
+  std::string name;
+  InstrumentManifest manifest;
+  NetworkMode network = NetworkMode::kNone;
+  std::string interface;                  // active mode: host interface to hand over
+  std::chrono::milliseconds retention{std::chrono::hours(24 * 7)};
+  ResourceLimits limits;
+  std::uint64_t transient_bytes = 64ull << 20;
+  std::vector<std::string> extra_args;
+  std::string settings_json = "{}";       // free-form settings for the instrument
+
+  bool operator==(const InstrumentConfig&) const = default;
+};
+
+struct SensorConfig {
+  std::string name = "sensor";
+  std::string state_dir = "/run/custos";
+  std::string data_root = "/var/lib/custos";
+  std::string log_dir = "/var/log/custos";
+  std::string runtime = "runc";
+  std::uint64_t uid_base = 1'000'000;
+  std::chrono::milliseconds retention_sweep{std::chrono::minutes(1)};
+  std::chrono::milliseconds restart_backoff_initial{std::chrono::seconds(1)};
+  std::chrono::milliseconds restart_backoff_max{std::chrono::minutes(1)};
+  std::chrono::milliseconds stop_grace{std::chrono::seconds(5)};
+  std::vector<std::string> allowed_capabilities;
+  std::vector<std::string> active_interfaces;
+  std::vector<InstrumentConfig> instruments;
+};
+
+Result<SensorConfig> LoadSensorConfig(const std::string& path);
+Result<SensorConfig> ParseSensorConfig(const std::string& text, const std::string& name);
+Result<InstrumentManifest> LoadManifest(const std::string& path);
+
+// Names of instruments and sensors become container, netns and interface
+// names, so they are limited to [a-z0-9-], 1 to 15 characters.
+bool IsValidName(const std::string& name);
+
+}  // namespace custos

@@ -1,0 +1,47 @@
+// What every instrument of one sensor shares: the sensor-level settings, the
+// OCI runtime, the library resolver, uid ranges and the hub namespace that
+// holds the host ends of the passive instruments' mirror links.
+#pragma once
+
+#include <string>
+
+#include "sandbox/oci_runtime.h"
+#include "sandbox/rootfs.h"
+#include "sensor/sensor_config.h"
+#include "sensor/uid_slots.h"
+
+namespace custos {
+
+struct SensorPlatform {
+  explicit SensorPlatform(const SensorConfig& config);
+
+  std::string RuntimeRoot() const { return sensor.state_dir + "/runtime"; }
+  std::string BundleDir(const std::string& instrument) const {
+    return sensor.state_dir + "/bundles/" + instrument;
+  }
+  std::string RootfsDir(const std::string& instrument) const {
+    return sensor.state_dir + "/rootfs/" + instrument;
+  }
+  std::string NetnsPin(const std::string& instrument) const {
+    return sensor.state_dir + "/netns/" + instrument;
+  }
+  std::string LogFile(const std::string& instrument) const {
+    return sensor.log_dir + "/" + instrument + ".log";
+  }
+  std::string ContainerId(const std::string& instrument) const {
+    return sensor.name + "-" + instrument;
+  }
+  std::string CgroupPath(const std::string& instrument) const {
+    return CgroupParent() + "/" + instrument;
+  }
+  std::string CgroupParent() const { return "/custos/" + sensor.name; }
+  std::string HubNetnsName() const { return "custos-" + sensor.name; }
+  std::string AdminSocket() const { return sensor.state_dir + "/sensord.sock"; }
+
+  SensorConfig sensor;  // sensor-level fields; `instruments` is not used here
+  OciRuntime runtime;
+  RootfsResolver resolver;
+  UidSlots uid_slots;
+};
+
+}  // namespace custos

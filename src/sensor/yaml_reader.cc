@@ -1,0 +1,188 @@
+#include "sensor/yaml_reader.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/units.h"
+
+namespace custos {
+namespace {
+
+nlohmann::json ToJson(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      auto object = nlohmann::json::object();
+      for (const auto& entry : node) object[entry.first.as<std::string>()] = ToJson(entry.second);
+      return object;
+    }
+    case YAML::NodeType::Sequence: {
+      auto array = nlohmann::json::array();
+      for (const auto& item : node) array.push_back(ToJson(item));
+      return array;
+    }
+    case YAML::NodeType::Scalar: {
+      // Plain scalars that read as numbers or booleans keep that type; a
+      // quoted "123" stays a string.
+      const std::string& text = node.Scalar();
+      if (node.Tag() == "?") {
+        if (text == "true" || text == "false") return text == "true";
+        try {
+          size_t used = 0;
+          long long integer = std::stoll(text, &used);
+          if (used == text.size()) return integer;
+          double real = std::stod(text, &used);
+          if (used == text.size()) return real;
+        } catch (const std::exception&) {
+        }
+      }
+      return text;
+    }
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace
+
+int YamlField::Line() const { return node_.IsDefined() ? node_.Mark().line + 1 : 0; }
+
+Error YamlField::Fail(const std::string& problem) const {
+  std::string where = file_;
+  int line = Line();
+  if (line > 0) where += ":" + std::to_string(line);
+  return Error{where + ": " + (path_.empty() ? "document" : path_) + ": " + problem};
+}
+
+YamlField YamlField::Child(const std::string& key) const {
+  std::string child_path = path_.empty() ? key : path_ + "." + key;
+  if (!node_.IsMap()) return YamlField(YAML::Node(YAML::NodeType::Undefined), child_path, file_);
+  const YAML::Node& const_node = node_;
+  YAML::Node child = const_node[key];
+  if (!child.IsDefined()) {
+    // Keep the parent's position so errors on a missing field point near it.
+    YamlField missing(YAML::Node(YAML::NodeType::Undefined), child_path, file_);
+    return missing;
+  }
+  return YamlField(child, child_path, file_);
+}
+
+std::vector<YamlField> YamlField::Items() const {
+  std::vector<YamlField> items;
+  if (!node_.IsSequence()) return items;
+  for (size_t i = 0; i < node_.size(); ++i) {
+    items.emplace_back(node_[i], path_ + "[" + std::to_string(i) + "]", file_);
+  }
+  return items;
+}
+
+Status YamlField::RequireMap() const {
+  if (!node_.IsMap()) return Fail("expected a map of fields");
+  return {};
+}
+
+Status YamlField::OnlyKeys(const std::set<std::string>& known) const {
+  CUSTOS_TRY(RequireMap());
+  for (const auto& entry : node_) {
+    auto key = entry.first.as<std::string>();
+    if (!known.contains(key)) {
+      YamlField field(entry.first, path_.empty() ? key : path_ + "." + key, file_);
+      std::string names;
+      for (const auto& name : known) names += (names.empty() ? "" : ", ") + name;
+      return field.Fail("unknown field (expected one of: " + names + ")");
+    }
+  }
+  return {};
+}
+
+Result<std::string> YamlField::String() const {
+  if (!present()) return Fail("is required");
+  if (!node_.IsScalar()) return Fail("expected a text value");
+  return node_.Scalar();
+}
+
+Result<std::string> YamlField::StringOr(const std::string& fallback) const {
+  if (!present()) return fallback;
+  return String();
+}
+
+Result<std::vector<std::string>> YamlField::StringList() const {
+  std::vector<std::string> values;
+  if (!present()) return values;
+  if (!node_.IsSequence()) return Fail("expected a list");
+  for (const auto& item : Items()) {
+    auto value = item.String();
+    if (!value) return value.error();
+    values.push_back(*value);
+  }
+  return values;
+}
+
+Result<std::uint64_t> YamlField::Unsigned(std::uint64_t fallback, std::uint64_t max) const {
+  if (!present()) return fallback;
+  auto text = String();
+  if (!text) return text.error();
+  auto number = ParseSize(*text);
+  if (!number || text->find_first_not_of("0123456789") != std::string::npos) {
+    return Fail("expected a whole number, got '" + *text + "'");
+  }
+  if (*number > max) return Fail("must be at most " + std::to_string(max));
+  return *number;
+}
+
+Result<double> YamlField::Number(double fallback) const {
+  if (!present()) return fallback;
+  auto text = String();
+  if (!text) return text.error();
+  try {
+    size_t used = 0;
+    double value = std::stod(*text, &used);
+    if (used != text->size()) throw std::invalid_argument(*text);
+    return value;
+  } catch (const std::exception&) {
+    return Fail("expected a number, got '" + *text + "'");
+  }
+}
+
+Result<std::chrono::milliseconds> YamlField::Duration(std::chrono::milliseconds fallback) const {
+  if (!present()) return fallback;
+  auto text = String();
+  if (!text) return text.error();
+  auto duration = ParseDuration(*text);
+  if (!duration) return Fail("expected a duration like 30s or 7d: " + duration.error().message);
+  return *duration;
+}
+
+Result<std::uint64_t> YamlField::Size(std::uint64_t fallback) const {
+  if (!present()) return fallback;
+  auto text = String();
+  if (!text) return text.error();
+  auto size = ParseSize(*text);
+  if (!size) return Fail("expected a size like 64M: " + size.error().message);
+  return *size;
+}
+
+Result<std::string> YamlField::AsJson() const {
+  if (!present()) return std::string("{}");
+  return ToJson(node_).dump();
+}
+
+Result<YamlField> LoadYamlText(const std::string& text, const std::string& name) {
+  try {
+    return YamlField(YAML::Load(text), "", name);
+  } catch (const YAML::Exception& e) {
+    return Error{name + ":" + std::to_string(e.mark.line + 1) + ":" +
+                 std::to_string(e.mark.column + 1) + ": not valid YAML: " + e.msg};
+  }
+}
+
+Result<YamlField> LoadYamlFile(const std::string& file) {
+  try {
+    return YamlField(YAML::LoadFile(file), "", file);
+  } catch (const YAML::BadFile&) {
+    return Error{"cannot read " + file};
+  } catch (const YAML::Exception& e) {
+    return Error{file + ":" + std::to_string(e.mark.line + 1) + ":" +
+                 std::to_string(e.mark.column + 1) + ": not valid YAML: " + e.msg};
+  }
+}
+
+}  // namespace custos
