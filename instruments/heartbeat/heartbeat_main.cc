@@ -55,7 +55,8 @@ int main() {
   const char* retention_text = std::getenv("CUSTOS_RETENTION_SECONDS");
   long retention = retention_text != nullptr ? std::atol(retention_text) : 7 * 86400;
   long interval = Setting("interval_seconds", 10);
-  std::printf("heartbeat: writing to %s every %lds, keeping %lds\n", dir.c_str(), interval, retention);
+  std::printf("heartbeat: writing to %s every %lds, keeping %lds\n", dir.c_str(), interval,
+              retention);
   std::fflush(stdout);
   while (!g_stop) {
     std::time_t now = std::time(nullptr);

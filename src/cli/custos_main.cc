@@ -30,7 +30,8 @@ void PrintStatus(const nlohmann::json& status) {
     std::printf("%-16s %-8s %-8s %7s %8s %9s %10s %9s\n", Text(instrument["name"]).c_str(),
                 Text(instrument["state"]).c_str(), Text(instrument["network"]).c_str(),
                 Text(instrument["pid"]).c_str(), Text(instrument["restarts"]).c_str(),
-                Text(instrument["last_exit"]).c_str(), Megabytes(instrument["memory_bytes"]).c_str(),
+                Text(instrument["last_exit"]).c_str(),
+                Megabytes(instrument["memory_bytes"]).c_str(),
                 Megabytes(instrument["memory_limit_bytes"]).c_str());
     if (instrument.contains("last_error")) {
       std::printf("  last error: %s\n", Text(instrument["last_error"]).c_str());
@@ -79,7 +80,9 @@ int Main(int argc, char** argv) {
   for (const char* verb : {"start", "stop", "restart"}) {
     auto* command = sensor->add_subcommand(verb, std::string(verb) + " one instrument");
     command->add_option("instrument", name, "instrument name")->required();
-    command->callback([&request, &name, verb] { request = {{"command", verb}, {"instrument", name}}; });
+    command->callback([&request, &name, verb] {
+      request = {{"command", verb}, {"instrument", name}};
+    });
   }
   CLI11_PARSE(app, argc, argv);
   return Send(socket, request, json_output);

@@ -13,14 +13,14 @@
 namespace custos {
 
 struct CommandOptions {
-  int stdout_fd = -1;       // -1: captured into CommandResult::output
-  int stderr_fd = -1;       // -1: captured together with stdout
-  bool capture = true;      // false: inherit the caller's stdout/stderr
+  int stdout_fd = -1;   // -1: captured into CommandResult::output
+  int stderr_fd = -1;   // -1: captured together with stdout
+  bool capture = true;  // false: inherit the caller's stdout/stderr
 };
 
 struct CommandResult {
-  int exit_code = 0;        // 128+N when killed by signal N
-  std::string output;       // stdout and stderr, when captured
+  int exit_code = 0;   // 128+N when killed by signal N
+  std::string output;  // stdout and stderr, when captured
 };
 
 // Runs argv[0] (looked up in PATH) and waits for it.

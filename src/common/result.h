@@ -61,8 +61,8 @@ Error ErrnoError(const std::string& what);
 }  // namespace custos
 
 // Returns early from the enclosing function when `expr` (a Result) failed.
-#define CUSTOS_TRY(expr)                                   \
-  do {                                                     \
-    auto custos_try_result_ = (expr);                      \
+#define CUSTOS_TRY(expr)                                             \
+  do {                                                               \
+    auto custos_try_result_ = (expr);                                \
     if (!custos_try_result_.ok()) return custos_try_result_.error(); \
   } while (0)

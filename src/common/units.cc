@@ -13,11 +13,13 @@ Result<std::pair<std::uint64_t, std::string>> SplitNumber(const std::string& tex
   const char* end = text.data() + text.size();
   auto [rest, code] = std::from_chars(begin, end, number);
   if (code == std::errc::result_out_of_range) return Error{"'" + text + "' is too large"};
-  if (code != std::errc() || rest == begin) return Error{"'" + text + "' does not start with a number"};
+  if (code != std::errc() || rest == begin)
+    return Error{"'" + text + "' does not start with a number"};
   return std::make_pair(number, std::string(rest, end));
 }
 
-Result<std::uint64_t> Multiply(std::uint64_t number, std::uint64_t factor, const std::string& text) {
+Result<std::uint64_t> Multiply(std::uint64_t number, std::uint64_t factor,
+                               const std::string& text) {
   if (factor != 0 && number > std::numeric_limits<std::uint64_t>::max() / factor) {
     return Error{"'" + text + "' is too large"};
   }
@@ -31,12 +33,18 @@ Result<std::chrono::milliseconds> ParseDuration(const std::string& text) {
   if (!split) return split.error();
   auto [number, unit] = *split;
   std::uint64_t factor = 0;
-  if (unit == "ms") factor = 1;
-  else if (unit == "s") factor = 1000;
-  else if (unit == "m") factor = 60'000;
-  else if (unit == "h") factor = 3'600'000;
-  else if (unit == "d") factor = 86'400'000;
-  else return Error{"'" + text + "' needs a unit: ms, s, m, h or d"};
+  if (unit == "ms")
+    factor = 1;
+  else if (unit == "s")
+    factor = 1000;
+  else if (unit == "m")
+    factor = 60'000;
+  else if (unit == "h")
+    factor = 3'600'000;
+  else if (unit == "d")
+    factor = 86'400'000;
+  else
+    return Error{"'" + text + "' needs a unit: ms, s, m, h or d"};
   auto total = Multiply(number, factor, text);
   if (!total) return total.error();
   if (*total > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
@@ -50,12 +58,18 @@ Result<std::uint64_t> ParseSize(const std::string& text) {
   if (!split) return split.error();
   auto [number, unit] = *split;
   std::uint64_t factor = 0;
-  if (unit.empty()) factor = 1;
-  else if (unit == "K") factor = 1ull << 10;
-  else if (unit == "M") factor = 1ull << 20;
-  else if (unit == "G") factor = 1ull << 30;
-  else if (unit == "T") factor = 1ull << 40;
-  else return Error{"'" + text + "' has an unknown unit (use K, M, G or T)"};
+  if (unit.empty())
+    factor = 1;
+  else if (unit == "K")
+    factor = 1ull << 10;
+  else if (unit == "M")
+    factor = 1ull << 20;
+  else if (unit == "G")
+    factor = 1ull << 30;
+  else if (unit == "T")
+    factor = 1ull << 40;
+  else
+    return Error{"'" + text + "' has an unknown unit (use K, M, G or T)"};
   return Multiply(number, factor, text);
 }
 

@@ -14,7 +14,8 @@ TEST(ParseDuration, AcceptsEachUnit) {
 }
 
 TEST(ParseDuration, RefusesWhatIsNotADuration) {
-  for (const char* text : {"", "s", "10", "10x", "-1s", "1.5h", "99999999999999999999d", "106751991167301d"}) {
+  for (const char* text :
+       {"", "s", "10", "10x", "-1s", "1.5h", "99999999999999999999d", "106751991167301d"}) {
     EXPECT_FALSE(ParseDuration(text).ok()) << text;
   }
 }

@@ -49,7 +49,8 @@ std::optional<std::uint64_t> CgroupMemoryBytes(const std::string& cgroup_path) {
 }
 
 std::optional<std::uint64_t> CgroupOomKills(const std::string& cgroup_path) {
-  if (UnifiedOnly()) return ReadKey(std::string(kRoot) + cgroup_path + "/memory.events", "oom_kill");
+  if (UnifiedOnly())
+    return ReadKey(std::string(kRoot) + cgroup_path + "/memory.events", "oom_kill");
   return ReadKey(std::string(kRoot) + "/memory" + cgroup_path + "/memory.oom_control", "oom_kill");
 }
 

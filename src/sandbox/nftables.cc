@@ -19,14 +19,15 @@ Status AddDropChain(const std::string& netns_path, const std::string& hook,
 }
 
 Status DeleteChain(const std::string& netns_path, const std::string& chain) {
-  auto result = RunInNetns(netns_path, {"nft", "delete chain netdev " + std::string(kGuardTable) +
-                                                   " " + chain});
+  auto result = RunInNetns(
+      netns_path, {"nft", "delete chain netdev " + std::string(kGuardTable) + " " + chain});
   if (!result) return result.error();
   return {};
 }
 
 Result<std::uint64_t> DroppedPackets(const std::string& netns_path, const std::string& chain) {
-  auto output = RunInNetns(netns_path, {"nft", "--json", "list", "chain", "netdev", kGuardTable, chain});
+  auto output =
+      RunInNetns(netns_path, {"nft", "--json", "list", "chain", "netdev", kGuardTable, chain});
   if (!output) return output.error();
   auto document = nlohmann::json::parse(*output, nullptr, false);
   if (document.is_discarded()) return Error{"nft printed unreadable JSON"};

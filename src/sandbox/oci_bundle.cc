@@ -23,14 +23,16 @@ nlohmann::json BindMountJson(const std::string& source, const std::string& desti
 nlohmann::json Mounts(const ContainerSpec& spec) {
   auto mounts = nlohmann::json::array();
   mounts.push_back(Mount("/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}));
-  mounts.push_back(Mount("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}));
-  mounts.push_back(Mount("/dev/shm", "tmpfs", "shm", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}));
+  mounts.push_back(
+      Mount("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}));
+  mounts.push_back(
+      Mount("/dev/shm", "tmpfs", "shm", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}));
   mounts.push_back(Mount("/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}));
   mounts.push_back(Mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}));
   // Transient storage: gone when the container's mount namespace goes.
-  mounts.push_back(Mount("/tmp", "tmpfs", "tmpfs",
-                         {"nosuid", "nodev", "mode=1777",
-                          "size=" + std::to_string(spec.tmpfs_bytes / 1024) + "k"}));
+  mounts.push_back(Mount(
+      "/tmp", "tmpfs", "tmpfs",
+      {"nosuid", "nodev", "mode=1777", "size=" + std::to_string(spec.tmpfs_bytes / 1024) + "k"}));
   for (const auto& mount : spec.mounts) {
     mounts.push_back(BindMountJson(mount.source, mount.destination, mount.read_only));
   }
@@ -39,7 +41,10 @@ nlohmann::json Mounts(const ContainerSpec& spec) {
 
 nlohmann::json Capabilities(const ContainerSpec& spec) {
   auto list = nlohmann::json(spec.capabilities);
-  return {{"bounding", list}, {"effective", list}, {"permitted", list}, {"inheritable", nlohmann::json::array()},
+  return {{"bounding", list},
+          {"effective", list},
+          {"permitted", list},
+          {"inheritable", nlohmann::json::array()},
           {"ambient", nlohmann::json::array()}};
 }
 
@@ -72,8 +77,13 @@ nlohmann::json BuildOciConfig(const ContainerSpec& spec) {
       {{{"containerID", 0}, {"hostID", spec.host_uid}, {"size", spec.uid_count}}});
   nlohmann::json linux_section = {
       {"namespaces",
-       {{{"type", "pid"}}, {{"type", "network"}}, {{"type", "ipc"}}, {{"type", "uts"}},
-        {{"type", "mount"}}, {{"type", "user"}}, {{"type", "cgroup"}}}},
+       {{{"type", "pid"}},
+        {{"type", "network"}},
+        {{"type", "ipc"}},
+        {{"type", "uts"}},
+        {{"type", "mount"}},
+        {{"type", "user"}},
+        {{"type", "cgroup"}}}},
       {"uidMappings", id_map},
       {"gidMappings", id_map},
       {"resources", Resources(spec)},
@@ -81,8 +91,8 @@ nlohmann::json BuildOciConfig(const ContainerSpec& spec) {
       {"seccomp", InstrumentSeccompProfile()},
       {"maskedPaths",
        {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-        "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-        "/sys/firmware", "/sys/devices/virtual/powercap", "/sys/kernel"}},
+        "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+        "/sys/devices/virtual/powercap", "/sys/kernel"}},
       {"readonlyPaths",
        {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}}};
   return {{"ociVersion", "1.0.2"},

@@ -57,7 +57,9 @@ TEST(OciConfig, MountsRootReadOnlyAndStorageReadWrite) {
   bool data = false, tmp = false;
   for (const auto& mount : mounts) {
     auto options = mount["options"].get<std::vector<std::string>>();
-    auto has = [&](const std::string& o) { return std::find(options.begin(), options.end(), o) != options.end(); };
+    auto has = [&](const std::string& o) {
+      return std::find(options.begin(), options.end(), o) != options.end();
+    };
     if (mount["destination"] == "/data") data = has("rw") && has("nodev");
     if (mount["destination"] == "/tmp") tmp = mount["type"] == "tmpfs";
   }

@@ -22,7 +22,8 @@ Result<pid_t> OciRuntime::Launch(const std::string& verb, const std::string& id,
   // pipe we wait on; the runtime's own errors go to a log file instead.
   std::string pid_file = bundle + "/init.pid";
   std::string log_file = bundle + "/runtime.log";
-  std::vector<std::string> argv{binary_, "--root", state_root_, "--log", log_file, "--log-format", "json", verb};
+  std::vector<std::string> argv{binary_,  "--root",       state_root_, "--log",
+                                log_file, "--log-format", "json",      verb};
   if (verb == "run") argv.push_back("--detach");
   argv.insert(argv.end(), {"--bundle", bundle, "--pid-file", pid_file, id});
   CommandOptions options;
@@ -79,8 +80,8 @@ Status OciRuntime::Kill(const std::string& id, int signal) {
 }
 
 Status OciRuntime::Delete(const std::string& id, bool force) {
-  auto result = force ? RunChecked(Command({"delete", "--force", id}))
-                      : RunChecked(Command({"delete", id}));
+  auto result =
+      force ? RunChecked(Command({"delete", "--force", id})) : RunChecked(Command({"delete", id}));
   if (!result) return result.error();
   return {};
 }

@@ -38,8 +38,10 @@ Status AssembleRootfs(const std::vector<std::string>& files, const std::string& 
     fs::path target = fs::path(rootfs) / fs::path(file).relative_path();
     std::error_code error;
     fs::create_directories(target.parent_path(), error);
-    if (error) return Error{"cannot create " + target.parent_path().string() + ": " + error.message()};
-    struct stat source {}, copy {};
+    if (error)
+      return Error{"cannot create " + target.parent_path().string() + ": " + error.message()};
+    struct stat source {
+    }, copy{};
     if (::stat(file.c_str(), &source) != 0) return ErrnoError("cannot use " + file);
     if (::stat(target.c_str(), &copy) == 0 && copy.st_size == source.st_size &&
         copy.st_mtim.tv_sec >= source.st_mtim.tv_sec) {
@@ -58,7 +60,8 @@ Result<std::vector<std::string>> RootfsResolver::FilesFor(const std::string& exe
   if (!S_ISREG(info.st_mode) || (info.st_mode & 0111) == 0) {
     return Error{executable + " is not an executable file"};
   }
-  long long mtime = static_cast<long long>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec;
+  long long mtime =
+      static_cast<long long>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec;
   auto cached = cache_.find(executable);
   if (cached != cache_.end() && cached->second.mtime_ns == mtime) return cached->second.files;
 

@@ -11,9 +11,10 @@ TEST(ParseLddOutput, TakesLibraryPathsAndTheLoader) {
       "\tlibstdc++.so.6 => /lib/x86_64-linux-gnu/libstdc++.so.6 (0x00007f)\n"
       "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n"
       "\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
-  EXPECT_EQ(ParseLddOutput(output),
-            (std::vector<std::string>{"/lib/x86_64-linux-gnu/libstdc++.so.6",
-                                      "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"}));
+  EXPECT_EQ(
+      ParseLddOutput(output),
+      (std::vector<std::string>{"/lib/x86_64-linux-gnu/libstdc++.so.6",
+                                "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"}));
 }
 
 TEST(RootfsResolver, FindsTheLibrariesOfARealBinary) {

@@ -17,14 +17,16 @@ Status Check(const Result<std::string>& result) {
 // Keeps the kernel from sending IPv6 router solicitations and the like on a
 // link that must carry only mirrored traffic.
 Status DisableIpv6(const std::string& netns, const std::string& device) {
-  return Check(RunInNetns(netns, {"sysctl", "-q", "-w", "net.ipv6.conf." + device + ".disable_ipv6=1"}));
+  return Check(
+      RunInNetns(netns, {"sysctl", "-q", "-w", "net.ipv6.conf." + device + ".disable_ipv6=1"}));
 }
 
 }  // namespace
 
 std::string IngressGuardChain(const std::string& host_end) { return "in_" + host_end; }
 
-Result<MirrorLink> CreateMirrorLink(const std::string& hub_netns, const std::string& instrument_netns,
+Result<MirrorLink> CreateMirrorLink(const std::string& hub_netns,
+                                    const std::string& instrument_netns,
                                     const std::string& host_end) {
   MirrorLink link{hub_netns, instrument_netns, host_end};
   CUSTOS_TRY(Check(RunInNetns(hub_netns, {"ip", "link", "add", host_end, "type", "veth", "peer",

@@ -20,7 +20,8 @@ inline constexpr const char* kMirrorInterface = "mirror0";
 
 // Creates the pair, brings both ends up without addresses or IPv6, and
 // installs both drop guards.
-Result<MirrorLink> CreateMirrorLink(const std::string& hub_netns, const std::string& instrument_netns,
+Result<MirrorLink> CreateMirrorLink(const std::string& hub_netns,
+                                    const std::string& instrument_netns,
                                     const std::string& host_end);
 // Removes the guard chain and the pair (deleting one end deletes both).
 Status DestroyMirrorLink(const MirrorLink& link);

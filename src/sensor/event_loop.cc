@@ -53,7 +53,9 @@ void EventLoop::Cancel(TimerId timer) {
   }
 }
 
-void EventLoop::OnSignal(int signal, Callback callback) { signal_handlers_[signal] = std::move(callback); }
+void EventLoop::OnSignal(int signal, Callback callback) {
+  signal_handlers_[signal] = std::move(callback);
+}
 
 void EventLoop::HandleSignals() {
   signalfd_siginfo info{};

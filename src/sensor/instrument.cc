@@ -28,7 +28,8 @@ constexpr const char* kDataPath = "/data";
 // name short and unique per sensor and instrument.
 std::string HostEndName(const std::string& sensor, const std::string& instrument) {
   char name[16];
-  std::snprintf(name, sizeof name, "cm%08zx", std::hash<std::string>{}(sensor + "/" + instrument) & 0xffffffff);
+  std::snprintf(name, sizeof name, "cm%08zx",
+                std::hash<std::string>{}(sensor + "/" + instrument) & 0xffffffff);
   return name;
 }
 
@@ -37,7 +38,8 @@ bool WaitForExit(int pidfd, std::chrono::milliseconds timeout) {
   pollfd entry{pidfd, POLLIN, 0};
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     int ready = ::poll(&entry, 1, static_cast<int>(std::max<long long>(left.count(), 0)));
     if (ready > 0) return true;
     if (ready == 0) return false;
@@ -49,11 +51,16 @@ bool WaitForExit(int pidfd, std::chrono::milliseconds timeout) {
 
 const char* InstrumentStateName(InstrumentState state) {
   switch (state) {
-    case InstrumentState::kStopped: return "stopped";
-    case InstrumentState::kRunning: return "running";
-    case InstrumentState::kBackoff: return "backoff";
-    case InstrumentState::kExited: return "exited";
-    case InstrumentState::kFailed: return "failed";
+    case InstrumentState::kStopped:
+      return "stopped";
+    case InstrumentState::kRunning:
+      return "running";
+    case InstrumentState::kBackoff:
+      return "backoff";
+    case InstrumentState::kExited:
+      return "exited";
+    case InstrumentState::kFailed:
+      return "failed";
   }
   return "?";
 }
@@ -74,7 +81,8 @@ Status Instrument::WriteSettings(const std::string& path) const {
       {"instrument", config_.name},
       {"sensor", platform_.sensor.name},
       {"network", NetworkModeName(config_.network)},
-      {"retention_seconds", std::chrono::duration_cast<std::chrono::seconds>(config_.retention).count()},
+      {"retention_seconds",
+       std::chrono::duration_cast<std::chrono::seconds>(config_.retention).count()},
       {"settings", nlohmann::json::parse(config_.settings_json)}};
   return WriteFileAtomic(path, settings.dump(1), 0644);
 }
@@ -189,7 +197,8 @@ void Instrument::Stop() {
   }
   int status = 0;
   int code = -1;
-  if (::waitpid(pid_, &status, 0) == pid_) code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (::waitpid(pid_, &status, 0) == pid_)
+    code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   last_exit_ = code;
   Cleanup();
   state_ = InstrumentState::kStopped;
@@ -222,7 +231,8 @@ void Instrument::Cleanup() {
     (void)UnpinNetns(pin);
     netns_pinned_ = false;
   }
-  if (auto deleted = platform_.runtime.Delete(platform_.ContainerId(config_.name), true); !deleted) {
+  if (auto deleted = platform_.runtime.Delete(platform_.ContainerId(config_.name), true);
+      !deleted) {
     spdlog::error("instrument {}: {}", config_.name, deleted.error().message);
   }
   std::error_code ignored;
@@ -242,7 +252,8 @@ nlohmann::json Instrument::StatusJson() const {
       {"state", InstrumentStateName(state_)},
       {"network", NetworkModeName(config_.network)},
       {"restarts", restarts_},
-      {"retention_seconds", std::chrono::duration_cast<std::chrono::seconds>(config_.retention).count()},
+      {"retention_seconds",
+       std::chrono::duration_cast<std::chrono::seconds>(config_.retention).count()},
       {"log", platform_.LogFile(config_.name)}};
   status["pid"] = running() ? nlohmann::json(pid_) : nlohmann::json(nullptr);
   status["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(Uptime()).count();

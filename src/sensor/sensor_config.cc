@@ -31,8 +31,8 @@ Result<std::string> ResolvePath(const YamlField& field, const fs::path& base) {
 }
 
 Result<InstrumentManifest> ParseManifest(const YamlField& root, const fs::path& base) {
-  CUSTOS_TRY(root.OnlyKeys({"name", "description", "executable", "args", "files",
-                            "capabilities", "networks"}));
+  CUSTOS_TRY(root.OnlyKeys(
+      {"name", "description", "executable", "args", "files", "capabilities", "networks"}));
   InstrumentManifest manifest;
   auto name = root.Child("name").String();
   if (!name) return name.error();
@@ -106,11 +106,12 @@ Result<InstrumentConfig> ParseInstrument(const YamlField& item, const fs::path& 
   if (!interface) return interface.error();
   instrument.interface = *interface;
   if (instrument.network == NetworkMode::kActive) {
-    if (instrument.interface.empty()) return item.Child("interface").Fail("is required in active mode");
+    if (instrument.interface.empty())
+      return item.Child("interface").Fail("is required in active mode");
     const auto& allowed = sensor.active_interfaces;
     if (std::find(allowed.begin(), allowed.end(), instrument.interface) == allowed.end()) {
-      return item.Child("interface").Fail("'" + instrument.interface +
-                                          "' is not in policy.active_interfaces");
+      return item.Child("interface")
+          .Fail("'" + instrument.interface + "' is not in policy.active_interfaces");
     }
   } else if (!instrument.interface.empty()) {
     return item.Child("interface").Fail("is only allowed in active mode");
@@ -119,8 +120,9 @@ Result<InstrumentConfig> ParseInstrument(const YamlField& item, const fs::path& 
   for (const auto& capability : instrument.manifest.capabilities) {
     const auto& allowed = sensor.allowed_capabilities;
     if (std::find(allowed.begin(), allowed.end(), capability) == allowed.end()) {
-      return item.Child("manifest").Fail("the manifest asks for " + capability +
-                                         ", which policy.allowed_capabilities does not grant");
+      return item.Child("manifest")
+          .Fail("the manifest asks for " + capability +
+                ", which policy.allowed_capabilities does not grant");
     }
   }
 
@@ -174,9 +176,9 @@ Status ParseSensorSection(const YamlField& section, SensorConfig& config) {
     return section.Child("name").Fail("'" + *name + "' must be 1-15 characters of a-z, 0-9 and -");
   }
   config.name = *name;
-  for (auto [key, target] : {std::pair{"state_dir", &config.state_dir},
-                             std::pair{"data_root", &config.data_root},
-                             std::pair{"log_dir", &config.log_dir}}) {
+  for (auto [key, target] :
+       {std::pair{"state_dir", &config.state_dir}, std::pair{"data_root", &config.data_root},
+        std::pair{"log_dir", &config.log_dir}}) {
     auto value = section.Child(key).StringOr(*target);
     if (!value) return value.error();
     if (!fs::path(*value).is_absolute()) return section.Child(key).Fail("must be an absolute path");
@@ -245,7 +247,8 @@ Result<SensorConfig> ParseRoot(const YamlField& root, const fs::path& base) {
       return item.Child("name").Fail("'" + instrument->name + "' is used twice");
     }
     if (!instrument->interface.empty() && !interfaces.insert(instrument->interface).second) {
-      return item.Child("interface").Fail("'" + instrument->interface + "' is given to two instruments");
+      return item.Child("interface")
+          .Fail("'" + instrument->interface + "' is given to two instruments");
     }
     config.instruments.push_back(std::move(*instrument));
   }
@@ -256,9 +259,12 @@ Result<SensorConfig> ParseRoot(const YamlField& root, const fs::path& base) {
 
 const char* NetworkModeName(NetworkMode mode) {
   switch (mode) {
-    case NetworkMode::kNone: return "none";
-    case NetworkMode::kPassive: return "passive";
-    case NetworkMode::kActive: return "active";
+    case NetworkMode::kNone:
+      return "none";
+    case NetworkMode::kPassive:
+      return "passive";
+    case NetworkMode::kActive:
+      return "active";
   }
   return "?";
 }
@@ -278,6 +284,16 @@ Result<InstrumentManifest> LoadManifest(const std::string& path) {
     return ParseManifest(*root, fs::path(path).parent_path());
   } catch (const YAML::Exception& e) {
     return Error{path + ": " + e.what()};
+  }
+}
+
+Result<InstrumentManifest> ParseManifestText(const std::string& text, const std::string& name) {
+  auto root = LoadYamlText(text, name);
+  if (!root) return root.error();
+  try {
+    return ParseManifest(*root, fs::path(name).parent_path());
+  } catch (const YAML::Exception& e) {
+    return Error{name + ": " + e.what()};
   }
 }
 

@@ -34,7 +34,7 @@ struct InstrumentManifest {
 struct ResourceLimits {
   std::uint64_t memory_bytes = 256ull << 20;
   std::uint64_t pids = 64;
-  double cpus = 1.0;                      // CPU time share, in cores
+  double cpus = 1.0;  // CPU time share, in cores
   std::uint64_t open_files = 1024;
 
   bool operator==(const ResourceLimits&) const = default;
@@ -45,12 +45,12 @@ struct InstrumentConfig {
   std::string name;
   InstrumentManifest manifest;
   NetworkMode network = NetworkMode::kNone;
-  std::string interface;                  // active mode: host interface to hand over
+  std::string interface;  // active mode: host interface to hand over
   std::chrono::milliseconds retention{std::chrono::hours(24 * 7)};
   ResourceLimits limits;
   std::uint64_t transient_bytes = 64ull << 20;
   std::vector<std::string> extra_args;
-  std::string settings_json = "{}";       // free-form settings for the instrument
+  std::string settings_json = "{}";  // free-form settings for the instrument
 
   bool operator==(const InstrumentConfig&) const = default;
 };
@@ -74,6 +74,8 @@ struct SensorConfig {
 Result<SensorConfig> LoadSensorConfig(const std::string& path);
 Result<SensorConfig> ParseSensorConfig(const std::string& text, const std::string& name);
 Result<InstrumentManifest> LoadManifest(const std::string& path);
+// Parses manifest text; relative paths resolve against `name`'s folder.
+Result<InstrumentManifest> ParseManifestText(const std::string& text, const std::string& name);
 
 // Names of instruments and sensors become container, netns and interface
 // names, so they are limited to [a-z0-9-], 1 to 15 characters.

@@ -14,12 +14,14 @@ class SensorConfigTest : public ::testing::Test {
   void SetUp() override {
     char pattern[] = "/tmp/custos-config-XXXXXX";
     dir_ = ::mkdtemp(pattern);
-    std::ofstream(dir_ + "/manifest.yaml") << "name: tool\nexecutable: /bin/true\n"
-                                              "capabilities: [CAP_NET_RAW]\nnetworks: [none, passive]\n";
+    std::ofstream(dir_ + "/manifest.yaml")
+        << "name: tool\nexecutable: /bin/true\n"
+           "capabilities: [CAP_NET_RAW]\nnetworks: [none, passive]\n";
   }
   void TearDown() override { fs::remove_all(dir_); }
-  Result<SensorConfig> Parse(const std::string& instruments, const std::string& policy =
-                                                                 "  allowed_capabilities: [CAP_NET_RAW]\n") {
+  Result<SensorConfig> Parse(
+      const std::string& instruments,
+      const std::string& policy = "  allowed_capabilities: [CAP_NET_RAW]\n") {
     std::string text = "sensor:\n  name: s1\n  state_dir: /run/x\npolicy:\n" + policy +
                        "instruments:\n" + instruments;
     return ParseSensorConfig(text, dir_ + "/sensor.yaml");
@@ -65,8 +67,10 @@ TEST_F(SensorConfigTest, RefusesBadInputNamingLineAndField) {
       {"  - name: a\n    manifest: manifest.yaml\n  - name: a\n    manifest: manifest.yaml\n",
        "instruments[1].name: 'a' is used twice"},
       {"  - name: a\n    manifest: manifest.yaml\n    retention: 0s\n", "must be longer than 0"},
-      {"  - name: a\n    manifest: manifest.yaml\n    limits: {pids: -3}\n", "expected a whole number"},
-      {"  - name: a\n    manifest: manifest.yaml\n    interface: eth0\n", "only allowed in active mode"},
+      {"  - name: a\n    manifest: manifest.yaml\n    limits: {pids: -3}\n",
+       "expected a whole number"},
+      {"  - name: a\n    manifest: manifest.yaml\n    interface: eth0\n",
+       "only allowed in active mode"},
       {"  - [oops\n", "not valid YAML"},
   };
   for (const auto& bad : cases) {
@@ -87,7 +91,8 @@ TEST_F(SensorConfigTest, CapabilitiesNeedPolicy) {
 TEST_F(SensorConfigTest, RequiresTheSensorSection) {
   auto config = ParseSensorConfig("instruments: []\n", dir_ + "/sensor.yaml");
   ASSERT_FALSE(config.ok());
-  EXPECT_NE(config.error().message.find("sensor: is required"), std::string::npos) << config.error().message;
+  EXPECT_NE(config.error().message.find("sensor: is required"), std::string::npos)
+      << config.error().message;
 }
 
 TEST(IsValidName, AllowsShortLowercaseNames) {

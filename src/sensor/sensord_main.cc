@@ -23,7 +23,8 @@ nlohmann::json Reply(const Status& status) {
 Status Reload(Supervisor& supervisor, const std::string& config_path) {
   auto config = LoadSensorConfig(config_path);
   if (!config) {
-    spdlog::error("configuration refused, instruments left as they were: {}", config.error().message);
+    spdlog::error("configuration refused, instruments left as they were: {}",
+                  config.error().message);
     return config.error();
   }
   auto applied = supervisor.Apply(*config);
@@ -84,8 +85,9 @@ int Main(int argc, char** argv) {
     supervisor.Shutdown();
     return 1;
   }
-  AdminServer admin(**loop, supervisor.platform().AdminSocket(),
-                    [&](const nlohmann::json& request) { return Handle(supervisor, config_path, request); });
+  AdminServer admin(
+      **loop, supervisor.platform().AdminSocket(),
+      [&](const nlohmann::json& request) { return Handle(supervisor, config_path, request); });
   if (auto listening = admin.Listen(); !listening) {
     spdlog::critical("{}", listening.error().message);
     supervisor.Shutdown();

@@ -50,8 +50,10 @@ Status Supervisor::Prepare() {
   CUSTOS_TRY(DeleteNamedNetns(platform_.HubNetnsName()));
   CUSTOS_TRY(CreateNamedNetns(platform_.HubNetnsName()));
   // Host ends of mirror links must not chatter (IPv6 DAD, router solicitations).
-  for (const char* key : {"net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"}) {
-    auto result = RunChecked({"ip", "netns", "exec", platform_.HubNetnsName(), "sysctl", "-q", "-w", key});
+  for (const char* key :
+       {"net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"}) {
+    auto result =
+        RunChecked({"ip", "netns", "exec", platform_.HubNetnsName(), "sysctl", "-q", "-w", key});
     if (!result) return result.error();
   }
   ScheduleSweep();
@@ -72,7 +74,8 @@ Status Supervisor::Apply(const SensorConfig& config) {
                              std::pair{"runtime", config.runtime == current.runtime},
                              std::pair{"uid_base", config.uid_base == current.uid_base}}) {
     if (!same) {
-      return Error{std::string("sensor.") + field + " cannot change while sensord runs; restart it"};
+      return Error{std::string("sensor.") + field +
+                   " cannot change while sensord runs; restart it"};
     }
   }
   platform_.sensor.retention_sweep = config.retention_sweep;
@@ -107,7 +110,8 @@ Status Supervisor::Apply(const SensorConfig& config) {
 void Supervisor::Launch(Entry& entry) {
   auto& instrument = *entry.instrument;
   if (auto started = instrument.Start(); !started) {
-    spdlog::error("instrument {} failed to start: {}", instrument.config().name, started.error().message);
+    spdlog::error("instrument {} failed to start: {}", instrument.config().name,
+                  started.error().message);
     instrument.set_last_error(started.error().message);
     ScheduleRestart(entry);
   }
@@ -117,7 +121,8 @@ void Supervisor::ScheduleRestart(Entry& entry) {
   auto& instrument = *entry.instrument;
   const auto& sensor = platform_.sensor;
   auto delay = sensor.restart_backoff_initial;
-  for (int i = 0; i < entry.consecutive_failures && delay < sensor.restart_backoff_max; ++i) delay *= 2;
+  for (int i = 0; i < entry.consecutive_failures && delay < sensor.restart_backoff_max; ++i)
+    delay *= 2;
   delay = std::min(delay, sensor.restart_backoff_max);
   ++entry.consecutive_failures;
   instrument.set_state(InstrumentState::kBackoff);

@@ -16,7 +16,8 @@ Status UidSlots::Load() {
   auto document = nlohmann::json::parse(*text, nullptr, false);
   if (!document.is_object()) return Error{file_ + " is not a JSON object; fix or remove it"};
   for (const auto& [name, slot] : document.items()) {
-    if (!slot.is_number_unsigned()) return Error{file_ + ": slot of '" + name + "' is not a number"};
+    if (!slot.is_number_unsigned())
+      return Error{file_ + ": slot of '" + name + "' is not a number"};
     slots_[name] = slot.get<std::uint32_t>();
   }
   return {};
@@ -34,7 +35,8 @@ Result<std::uint32_t> UidSlots::HostUidFor(const std::string& instrument) {
     found = slots_.find(instrument);
   }
   std::uint64_t uid = uid_base_ + static_cast<std::uint64_t>(found->second) * kUidRangeSize;
-  if (uid + kUidRangeSize > 0xFFFFFFFFull) return Error{"uid range for " + instrument + " overflows"};
+  if (uid + kUidRangeSize > 0xFFFFFFFFull)
+    return Error{"uid range for " + instrument + " overflows"};
   return static_cast<std::uint32_t>(uid);
 }
 

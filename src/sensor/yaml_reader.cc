@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/files.h"
 #include "common/units.h"
 
 namespace custos {
@@ -165,7 +166,30 @@ Result<std::string> YamlField::AsJson() const {
   return ToJson(node_).dump();
 }
 
+namespace {
+
+constexpr size_t kMaxDocumentBytes = 1 << 20;
+constexpr int kMaxFlowNesting = 64;
+
+// yaml-cpp parses recursively; refuse documents that would nest deep enough
+// to exhaust the stack before handing them over.
+Status CheckShape(const std::string& text, const std::string& name) {
+  if (text.size() > kMaxDocumentBytes) return Error{name + ": larger than 1 MiB"};
+  int depth = 0;
+  for (char c : text) {
+    if (c == '[' || c == '{') {
+      if (++depth > kMaxFlowNesting) return Error{name + ": collections nested deeper than 64"};
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<YamlField> LoadYamlText(const std::string& text, const std::string& name) {
+  CUSTOS_TRY(CheckShape(text, name));
   try {
     return YamlField(YAML::Load(text), "", name);
   } catch (const YAML::Exception& e) {
@@ -175,14 +199,9 @@ Result<YamlField> LoadYamlText(const std::string& text, const std::string& name)
 }
 
 Result<YamlField> LoadYamlFile(const std::string& file) {
-  try {
-    return YamlField(YAML::LoadFile(file), "", file);
-  } catch (const YAML::BadFile&) {
-    return Error{"cannot read " + file};
-  } catch (const YAML::Exception& e) {
-    return Error{file + ":" + std::to_string(e.mark.line + 1) + ":" +
-                 std::to_string(e.mark.column + 1) + ": not valid YAML: " + e.msg};
-  }
+  auto text = ReadFile(file);
+  if (!text) return Error{"cannot read " + file};
+  return LoadYamlText(*text, file);
 }
 
 }  // namespace custos

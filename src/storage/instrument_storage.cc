@@ -22,7 +22,8 @@ Result<std::string> PreparePersistentDirectory(const std::string& data_root,
   // even list which others exist.
   CUSTOS_TRY(MakeDirectories(data_root + "/instruments", 0711));
   std::string path = PersistentDirectory(data_root, instrument);
-  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoError("cannot create " + path);
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+    return ErrnoError("cannot create " + path);
   UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!dir.valid()) return ErrnoError("cannot open " + path);
   if (::fchown(dir.get(), host_uid, host_uid) != 0) return ErrnoError("cannot chown " + path);

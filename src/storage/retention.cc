@@ -54,7 +54,8 @@ Result<bool> SweepDirectory(int dir, const std::string& path,
       if (!child.valid()) return ErrnoError("cannot open " + path + "/" + name);
       auto child_empty = SweepDirectory(child.get(), path + "/" + name, cutoff, depth + 1, report);
       if (!child_empty) return child_empty.error();
-      if (*child_empty && OlderThan(info, cutoff) && ::unlinkat(dir, name.c_str(), AT_REMOVEDIR) == 0) {
+      if (*child_empty && OlderThan(info, cutoff) &&
+          ::unlinkat(dir, name.c_str(), AT_REMOVEDIR) == 0) {
         continue;
       }
       empty = false;

@@ -2,20 +2,23 @@
 // its own test. Every test starts a real custos-sensord running real runc
 // containers in a test network namespace.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <fstream>
+#include <thread>
 
+#include "sandbox/netns.h"
 #include "sandbox/nftables.h"
 #include "tests/system/harness.h"
 
 namespace custos::testing {
 namespace {
 
-std::string Instrument(const std::string& name, const std::string& network,
-                       const std::string& args, const std::string& extra = "") {
-  return "  - name: " + name + "\n    manifest: " + ManifestOf("hostile") + "\n    network: " + network +
-         "\n    args: " + args + "\n" + extra;
+std::string Instrument(const std::string& name, const std::string& network, const std::string& args,
+                       const std::string& extra = "") {
+  return "  - name: " + name + "\n    manifest: " + ManifestOf("hostile") +
+         "\n    network: " + network + "\n    args: " + args + "\n" + extra;
 }
 
 // One sensor with a probing instrument `a` and an idle neighbour `b`; the
@@ -26,7 +29,8 @@ class ProbeTest : public ::testing::Test {
     sensor_ = new SensorUnderTest("probe", "");
     std::string b_data = sensor_->PersistentDir("b");
     std::string paths = "[probe, --path, " + b_data + ", --path, " + b_data + "/marker, --path, " +
-                        sensor_->root() + ", --path, /data/marker, --path, /etc/shadow, --path, /root" +
+                        sensor_->root() +
+                        ", --path, /data/marker, --path, /etc/shadow, --path, /root" +
                         ", --path, /var/lib, --path, /proc/1/root/etc/hostname]";
     sensor_->RewriteConfig(Instrument("b", "none", "[idle]") + Instrument("a", "none", paths));
     sensor_->Start();
@@ -53,12 +57,13 @@ std::map<std::string, ProbeResult>* ProbeTest::results_ = nullptr;
 TEST_F(ProbeTest, CannotReadOtherInstrumentsStorageOrTheHost) {
   std::string b_data = sensor_->PersistentDir("b");
   for (const auto& path : {b_data, b_data + "/marker", sensor_->root(), std::string("/data/marker"),
-                           std::string("/etc/shadow"), std::string("/root"), std::string("/var/lib"),
-                           std::string("/proc/1/root/etc/hostname")}) {
+                           std::string("/etc/shadow"), std::string("/root"),
+                           std::string("/var/lib"), std::string("/proc/1/root/etc/hostname")}) {
     ExpectBlocked("read:" + path);
   }
   // b's files exist and are closed to a's uid range on the host as well.
-  struct stat a_info {}, b_info {};
+  struct stat a_info {
+  }, b_info{};
   ASSERT_EQ(::stat(sensor_->PersistentDir("a").c_str(), &a_info), 0);
   ASSERT_EQ(::stat(b_data.c_str(), &b_info), 0);
   EXPECT_NE(a_info.st_uid, b_info.st_uid);
@@ -112,47 +117,75 @@ TEST(PassiveIsolation, TransmittedPacketsReachNothing) {
   auto rx = sensor.WaitForInstrument("rx", [](const auto& s) { return s["state"] == "running"; });
   auto tx = sensor.WaitForInstrument("tx", [](const auto& s) { return s["state"] == "running"; });
   std::string log = sensor.WaitForLog("tx", "TRANSMITTED");
-  // Two AF_PACKET sockets (one bypassing the qdisc) and one UDP socket each sent 200.
-  EXPECT_NE(log.find("TRANSMITTED packet=400 udp="), std::string::npos) << log;
+  // Two AF_PACKET sockets (one bypassing the qdisc) tried 200 frames each.
+  ASSERT_NE(log.find("TRANSMITTED attempted=400 "), std::string::npos) << log;
+  int udp_accepted = std::stoi(log.substr(log.find("udp_accepted=") + 13));
 
+  // Every frame met the egress guard inside the instrument's own namespace...
+  std::string tx_netns = "/proc/" + std::to_string(tx["pid"].get<int>()) + "/ns/net";
+  auto egress_dropped = DroppedPackets(tx_netns, "out_mirror0");
+  ASSERT_TRUE(egress_dropped.ok()) << egress_dropped.error().message;
+  EXPECT_GE(*egress_dropped, 400u + static_cast<unsigned>(udp_accepted));
+  // ...nothing crossed to the host end (whose ingress guard would count it)...
   std::string hub = "/run/netns/" + sensor.HubNetns();
   std::string tx_end = tx["mirror_host_end"], rx_end = rx["mirror_host_end"];
-  // Whatever crossed the veth was dropped at the host end's ingress guard...
-  auto dropped = DroppedPackets(hub, "in_" + tx_end);
-  ASSERT_TRUE(dropped.ok()) << dropped.error().message;
-  EXPECT_GE(*dropped, 200u) << "the qdisc-bypassing frames must reach the ingress guard";
+  auto ingress_dropped = DroppedPackets(hub, "in_" + tx_end);
+  ASSERT_TRUE(ingress_dropped.ok()) << ingress_dropped.error().message;
+  EXPECT_EQ(*ingress_dropped, 0u);
+  EXPECT_EQ(InterfaceCounter(hub, tx_end, "rx_packets"), 0u);
   // ...and nothing left the hub towards any other interface or namespace.
   EXPECT_EQ(InterfaceCounter(hub, rx_end, "tx_packets"), 0u);
   EXPECT_EQ(InterfaceCounter(hub, tx_end, "tx_packets"), 0u);
-  auto sniffed = sensor.Request({{"command", "status"}});
   std::ifstream counter(sensor.PersistentDir("rx") + "/sniffed");
   long seen = -1;
   counter >> seen;
   EXPECT_EQ(seen, 0) << "the other passive instrument saw frames";
   // The test host (the sensor's own namespace) got nothing either.
   EXPECT_EQ(InterfaceCounter(sensor.host().path(), "lo", "rx_packets"), 0u);
+
+  // Second line of defence: with the in-namespace guard gone (as on a kernel
+  // whose qdisc bypass skips egress hooks), the host end's guard drops it all.
+  auto removed =
+      RunInNetns(tx_netns, {"nft", "delete", "chain", "netdev", kGuardTable, "out_mirror0"});
+  ASSERT_TRUE(removed.ok()) << removed.error().message;
+  ASSERT_EQ(::kill(tx["pid"].get<int>(), SIGUSR1), 0);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (sensor.Log("tx").find("TRANSMITTED", log.find("TRANSMITTED") + 1) == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ingress_dropped = DroppedPackets(hub, "in_" + tx_end);
+  ASSERT_TRUE(ingress_dropped.ok());
+  EXPECT_GE(*ingress_dropped, 400u) << sensor.Log("tx");
+  EXPECT_EQ(InterfaceCounter(hub, rx_end, "tx_packets"), 0u);
+  std::ifstream again(sensor.PersistentDir("rx") + "/sniffed");
+  again >> seen;
+  EXPECT_EQ(seen, 0) << "the other passive instrument saw frames";
   sensor.Stop();
 }
 
 TEST(ResourceLimits, ForkBombAndMemoryHogAreContainedWhileNeighbourRuns) {
   std::string limits_bomb = "    limits: {pids: 16}\n";
   std::string limits_hog = "    limits: {memory: 32M}\n";
-  SensorUnderTest sensor("limits", Instrument("calm", "none", "[idle]") +
-                                       Instrument("bomb", "none", "[forkbomb]", limits_bomb) +
-                                       Instrument("hog", "none", "[memhog]", limits_hog),
+  SensorUnderTest sensor("limits",
+                         Instrument("calm", "none", "[idle]") +
+                             Instrument("bomb", "none", "[forkbomb]", limits_bomb) +
+                             Instrument("hog", "none", "[memhog]", limits_hog),
                          "restart_backoff: {initial: 200ms, max: 1s}");
   sensor.Start();
   std::string log = sensor.WaitForLog("bomb", "FORKBOMB");
   EXPECT_NE(log.find("refused=Resource temporarily unavailable"), std::string::npos) << log;
   auto forked = std::stoi(log.substr(log.find("forked=") + 7));
   EXPECT_LT(forked, 16);
-  auto hog = sensor.WaitForInstrument("hog", [](const auto& s) { return s["restarts"].template get<int>() >= 1; });
+  auto hog = sensor.WaitForInstrument(
+      "hog", [](const auto& s) { return s["restarts"].template get<int>() >= 1; });
   EXPECT_EQ(hog["last_exit"], 137) << "the hog should be killed by the OOM killer";
   auto calm_before = sensor.InstrumentStatus("calm");
   std::string ticks_file = sensor.PersistentDir("calm") + "/ticks";
   long first = 0, later = 0;
   std::ifstream(ticks_file) >> first;
-  sensor.WaitForInstrument("hog", [](const auto& s) { return s["restarts"].template get<int>() >= 2; });
+  sensor.WaitForInstrument("hog",
+                           [](const auto& s) { return s["restarts"].template get<int>() >= 2; });
   std::ifstream(ticks_file) >> later;
   auto calm_after = sensor.InstrumentStatus("calm");
   EXPECT_GT(later, first) << "the neighbour stopped making progress";

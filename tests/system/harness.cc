@@ -86,7 +86,9 @@ std::uint64_t InterfaceCounter(const std::string& netns_path, const std::string&
 
 SensorUnderTest::SensorUnderTest(std::string name, std::string instruments_yaml,
                                  std::string sensor_extra, std::string policy_yaml)
-    : name_(std::move(name)), sensor_extra_(std::move(sensor_extra)), policy_yaml_(std::move(policy_yaml)) {
+    : name_(std::move(name)),
+      sensor_extra_(std::move(sensor_extra)),
+      policy_yaml_(std::move(policy_yaml)) {
   char pattern[] = "/tmp/custos-test-XXXXXX";
   char* made = ::mkdtemp(pattern);
   if (made == nullptr) {
@@ -135,9 +137,9 @@ void SensorUnderTest::WriteRawConfig(const std::string& text) {
 void SensorUnderTest::Start() {
   std::string log = root_ + "/sensord.log";
   int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  auto pid = SpawnProcess({"nsenter", "--net=" + host_.path(), "--", SensordBinary(), "--config",
-                           ConfigPath()},
-                          fd, fd);
+  auto pid = SpawnProcess(
+      {"nsenter", "--net=" + host_.path(), "--", SensordBinary(), "--config", ConfigPath()}, fd,
+      fd);
   ::close(fd);
   ASSERT_TRUE(pid.ok()) << pid.error().message;
   pid_ = *pid;
@@ -167,11 +169,13 @@ void SensorUnderTest::Stop() {
   }
   pid_ = -1;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-      << "sensord exit status " << status << "\n" << ReadFile(root_ + "/sensord.log").value();
+      << "sensord exit status " << status << "\n"
+      << ReadFile(root_ + "/sensord.log").value();
   CheckNothingLeftBehind();
 }
 
 void SensorUnderTest::CheckNothingLeftBehind() const {
+  SCOPED_TRACE("sensord log:\n" + ReadFile(root_ + "/sensord.log").value());
   auto containers = RunCommand({"runc", "--root", root_ + "/state/runtime", "list", "-q"});
   ASSERT_TRUE(containers.ok());
   EXPECT_EQ(containers->output, "") << "containers left behind";
@@ -214,8 +218,9 @@ nlohmann::json SensorUnderTest::WaitForInstrument(
     if (!status.empty() && predicate(status)) return status;
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
-  ADD_FAILURE() << "instrument " << name << " never reached the expected state; last status: "
-                << status.dump() << "\nlog:\n" << Log(name);
+  ADD_FAILURE() << "instrument " << name
+                << " never reached the expected state; last status: " << status.dump() << "\nlog:\n"
+                << Log(name);
   return status;
 }
 
@@ -232,8 +237,9 @@ std::string SensorUnderTest::WaitForLog(const std::string& name, const std::stri
     if (log.find(text) != std::string::npos) return log;
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
-  ADD_FAILURE() << "log of " << name << " never showed '" << text << "':\n" << Log(name)
-                << "\nsensord:\n" << ReadFile(root_ + "/sensord.log").value();
+  ADD_FAILURE() << "log of " << name << " never showed '" << text << "':\n"
+                << Log(name) << "\nsensord:\n"
+                << ReadFile(root_ + "/sensord.log").value();
   return Log(name);
 }
 

@@ -14,7 +14,8 @@ namespace custos::testing {
 namespace {
 namespace fs = std::filesystem;
 
-std::string Hostile(const std::string& name, const std::string& args, const std::string& extra = "") {
+std::string Hostile(const std::string& name, const std::string& args,
+                    const std::string& extra = "") {
   return "  - name: " + name + "\n    manifest: " + ManifestOf("hostile") + "\n    args: " + args +
          "\n" + extra;
 }
@@ -49,13 +50,15 @@ TEST(Retention, DeletesOlderFilesAndKeepsNewerOnes) {
   ::lutimes((dir + "/link-out").c_str(), link_times);
   ::utimes((dir + "/old-dir").c_str(), link_times);
 
-  sensor.WaitForInstrument("keeper", [](const auto& s) { return s["files_expired"].template get<int>() >= 3; });
+  sensor.WaitForInstrument(
+      "keeper", [](const auto& s) { return s["files_expired"].template get<int>() >= 3; });
   EXPECT_FALSE(fs::exists(dir + "/old.pcap"));
   EXPECT_FALSE(fs::exists(dir + "/old-dir"));
   EXPECT_FALSE(fs::is_symlink(dir + "/link-out"));
   EXPECT_TRUE(fs::exists(dir + "/recent.pcap"));
   EXPECT_TRUE(fs::exists(dir + "/marker"));
-  EXPECT_TRUE(fs::exists(outside)) << "the sweep followed a symlink out of the instrument's storage";
+  EXPECT_TRUE(fs::exists(outside))
+      << "the sweep followed a symlink out of the instrument's storage";
   // The instrument is told its period.
   EXPECT_EQ(sensor.InstrumentStatus("keeper")["retention_seconds"], 3600);
   sensor.Stop();
@@ -65,9 +68,11 @@ TEST(Restart, CrashingInstrumentIsRestartedWithoutTouchingOthers) {
   SensorUnderTest sensor("crash", Hostile("calm", "[idle]") + Hostile("crasher", "[crash, '100']"),
                          "restart_backoff: {initial: 100ms, max: 400ms}");
   sensor.Start();
-  auto calm = sensor.WaitForInstrument("calm", [](const auto& s) { return s["state"] == "running"; });
-  auto crasher = sensor.WaitForInstrument("crasher", [](const auto& s) { return s["restarts"].template get<int>() >= 3; });
-  EXPECT_EQ(crasher["last_exit"], 134) << "abort() is SIGABRT, 128+6";
+  auto calm =
+      sensor.WaitForInstrument("calm", [](const auto& s) { return s["state"] == "running"; });
+  auto crasher = sensor.WaitForInstrument(
+      "crasher", [](const auto& s) { return s["restarts"].template get<int>() >= 3; });
+  EXPECT_EQ(crasher["last_exit"], 139) << "a segfault is SIGSEGV, 128+11";
   auto calm_after = sensor.InstrumentStatus("calm");
   EXPECT_EQ(calm_after["pid"], calm["pid"]);
   EXPECT_EQ(calm_after["restarts"], 0);
@@ -77,8 +82,10 @@ TEST(Restart, CrashingInstrumentIsRestartedWithoutTouchingOthers) {
 TEST(Configuration, BadFileIsRefusedWithFieldAndLineAndRunningSetKept) {
   SensorUnderTest sensor("badcfg", Hostile("calm", "[idle]"));
   sensor.Start();
-  auto calm = sensor.WaitForInstrument("calm", [](const auto& s) { return s["state"] == "running"; });
-  std::string good = "  - name: calm\n    manifest: " + ManifestOf("hostile") + "\n    args: [idle]\n";
+  auto calm =
+      sensor.WaitForInstrument("calm", [](const auto& s) { return s["state"] == "running"; });
+  std::string good =
+      "  - name: calm\n    manifest: " + ManifestOf("hostile") + "\n    args: [idle]\n";
   sensor.RewriteConfig(good + "    limits:\n      memory: lots\n");
   auto reply = sensor.Request({{"command", "reload"}});
   EXPECT_FALSE(reply["ok"].get<bool>());
@@ -87,10 +94,12 @@ TEST(Configuration, BadFileIsRefusedWithFieldAndLineAndRunningSetKept) {
   EXPECT_NE(error.find("sensor.yaml:15"), std::string::npos) << error;
   sensor.RewriteConfig(good + "    retension: 1d\n");
   reply = sensor.Request({{"command", "reload"}});
-  EXPECT_NE(reply.value("error", "").find("instruments[0].retension: unknown field"), std::string::npos)
+  EXPECT_NE(reply.value("error", "").find("instruments[0].retension: unknown field"),
+            std::string::npos)
       << reply.dump();
   auto after = sensor.InstrumentStatus("calm");
-  EXPECT_EQ(after["pid"], calm["pid"]) << "a refused configuration must not touch running instruments";
+  EXPECT_EQ(after["pid"], calm["pid"])
+      << "a refused configuration must not touch running instruments";
   EXPECT_EQ(after["state"], "running");
   // A good one is applied: a second instrument joins, the first is untouched.
   sensor.RewriteConfig(good + Hostile("second", "[idle]"));
@@ -116,16 +125,19 @@ TEST(Lifecycle, StopAndStartOneInstrumentAndShowStatus) {
   EXPECT_NE(status->output.find("one"), std::string::npos) << status->output;
   EXPECT_NE(status->output.find("running"), std::string::npos) << status->output;
   EXPECT_NE(status->output.find("MEMORY MB"), std::string::npos) << status->output;
-  auto unknown = RunCommand({CUSTOS_CLI, "sensor", "--socket", sensor.SocketPath(), "stop", "nosuch"});
+  auto unknown =
+      RunCommand({CUSTOS_CLI, "sensor", "--socket", sensor.SocketPath(), "stop", "nosuch"});
   ASSERT_TRUE(unknown.ok());
   EXPECT_NE(unknown->exit_code, 0);
-  EXPECT_NE(unknown->output.find("no instrument named 'nosuch'"), std::string::npos) << unknown->output;
+  EXPECT_NE(unknown->output.find("no instrument named 'nosuch'"), std::string::npos)
+      << unknown->output;
   sensor.Stop();
 }
 
 TEST(ActiveMode, InterfaceIsHandedOverAndBack) {
-  SensorUnderTest sensor("active", Hostile("act", "[idle]", "    network: active\n    interface: tap7\n"),
-                         "", "allowed_capabilities: [CAP_NET_RAW]\nactive_interfaces: [tap7]");
+  SensorUnderTest sensor("active",
+                         Hostile("act", "[idle]", "    network: active\n    interface: tap7\n"), "",
+                         "allowed_capabilities: [CAP_NET_RAW]\nactive_interfaces: [tap7]");
   sensor.host().Run({"ip", "link", "add", "tap7", "type", "veth", "peer", "name", "tap7peer"});
   sensor.Start();
   auto act = sensor.WaitForInstrument("act", [](const auto& s) { return s["state"] == "running"; });

@@ -7,11 +7,11 @@
 //   hostile probe [--path P]...   try to escape: storage, host, processes,
 //                                 capabilities, mount, ptrace, modules,
 //                                 root filesystem, network; then exit 0
-//   hostile transmit N            send N frames on mirror0 three ways, then idle
+//   hostile transmit N            send N frames on mirror0 three ways, again on SIGUSR1
 //   hostile sniff                 count frames seen on mirror0 into /data/sniffed
 //   hostile forkbomb              fork until refused, then hold the processes
 //   hostile memhog                allocate and touch memory until killed
-//   hostile crash MS              abort after MS milliseconds
+//   hostile crash MS              segfault after MS milliseconds
 //   hostile idle                  write /data/marker and /tmp/marker, tick /data/ticks
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -44,13 +44,18 @@
 namespace {
 
 volatile sig_atomic_t g_stop = 0;
+volatile sig_atomic_t g_again = 0;
 void OnTerm(int) { g_stop = 1; }
+void OnUsr1(int) { g_again = 1; }
 
 std::string JsonEscape(const std::string& text) {
   std::string out;
   for (char c : text) {
     if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) { out += ' '; continue; }
+    if (static_cast<unsigned char>(c) < 0x20) {
+      out += ' ';
+      continue;
+    }
     out += c;
   }
   return out;
@@ -119,7 +124,8 @@ void ProbeCapabilities() {
     if (line.rfind("CapEff:", 0) == 0) effective = line;
   }
   // Granted capabilities are the manifest's; CAP_SYS_ADMIN (bit 21) must never be among them.
-  unsigned long long mask = std::strtoull(effective.substr(effective.find_first_of("0123456789abcdef", 7)).c_str(), nullptr, 16);
+  unsigned long long mask = std::strtoull(
+      effective.substr(effective.find_first_of("0123456789abcdef", 7)).c_str(), nullptr, 16);
   Report("holds_sys_admin", (mask & (1ull << CAP_SYS_ADMIN)) == 0, effective);
 }
 
@@ -184,7 +190,8 @@ void ProbeNetwork() {
     if (line.find(" lo") == std::string::npos) ++count6;
   }
   Report("has_route", count <= 0 && count6 == 0,
-         "ipv4 routes: " + std::to_string(count) + ", ipv6 non-loopback routes: " + std::to_string(count6));
+         "ipv4 routes: " + std::to_string(count) +
+             ", ipv6 non-loopback routes: " + std::to_string(count6));
   int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   sockaddr_in target{};
   target.sin_family = AF_INET;
@@ -240,12 +247,15 @@ void IdleUntilStopped() {
   while (!g_stop) ::pause();
 }
 
-int Transmit(int count) {
+int TransmitOnce(int count) {
   unsigned char frame[64] = {};
-  std::memset(frame, 0xff, 6);                       // broadcast destination
-  frame[6] = 0x02; frame[11] = 0x66;                 // local source address
-  frame[12] = 0x88; frame[13] = 0xb5;                // local experimental ethertype
+  std::memset(frame, 0xff, 6);  // broadcast destination
+  frame[6] = 0x02;
+  frame[11] = 0x66;  // local source address
+  frame[12] = 0x88;
+  frame[13] = 0xb5;  // local experimental ethertype
   std::memcpy(frame + 14, "CUSTOS-HOSTILE", 14);
+  int attempted = 0;
   int sent = 0;
   for (bool bypass : {false, true}) {
     int fd = OpenMirror(bypass);
@@ -254,6 +264,7 @@ int Transmit(int count) {
       continue;
     }
     for (int i = 0; i < count; ++i) {
+      ++attempted;
       if (::send(fd, frame, sizeof frame, 0) == static_cast<ssize_t>(sizeof frame)) ++sent;
     }
     ::close(fd);
@@ -268,11 +279,29 @@ int Transmit(int count) {
   target.sin_addr.s_addr = INADDR_BROADCAST;
   int udp_sent = 0;
   for (int i = 0; i < count; ++i) {
-    if (::sendto(udp, "x", 1, 0, reinterpret_cast<sockaddr*>(&target), sizeof target) == 1) ++udp_sent;
+    if (::sendto(udp, "x", 1, 0, reinterpret_cast<sockaddr*>(&target), sizeof target) == 1)
+      ++udp_sent;
   }
-  std::printf("TRANSMITTED packet=%d udp=%d\n", sent, udp_sent);
+  ::close(udp);
+  std::printf("TRANSMITTED attempted=%d packet_accepted=%d udp_accepted=%d\n", attempted, sent,
+              udp_sent);
   std::fflush(stdout);
-  IdleUntilStopped();
+  return 0;
+}
+
+// Transmits once, then again on each SIGUSR1 until stopped.
+int Transmit(int count) {
+  struct sigaction action {};
+  action.sa_handler = OnUsr1;
+  ::sigaction(SIGUSR1, &action, nullptr);
+  TransmitOnce(count);
+  while (!g_stop) {
+    ::pause();
+    if (g_again) {
+      g_again = 0;
+      TransmitOnce(count);
+    }
+  }
   return 0;
 }
 
@@ -368,7 +397,8 @@ int main(int argc, char** argv) {
   if (mode == "memhog") return MemHog();
   if (mode == "crash") {
     ::usleep(static_cast<useconds_t>((args.size() > 1 ? std::atoi(args[1].c_str()) : 100) * 1000));
-    std::abort();
+    // A real fault: as pid 1 of its namespace, a raised signal would be ignored.
+    *static_cast<volatile int*>(nullptr) = 1;
   }
   if (mode == "idle") return Idle();
   std::fprintf(stderr, "hostile: unknown mode %s\n", mode.c_str());
