@@ -47,9 +47,10 @@ Status WriteFileAtomic(const std::filesystem::path& path, const std::string& con
 
 Status MakeDirectories(const std::filesystem::path& path, unsigned mode) {
   std::error_code error;
-  std::filesystem::create_directories(path, error);
+  bool created = std::filesystem::create_directories(path, error);
   if (error) return Error{"cannot create " + path.string() + ": " + error.message()};
-  if (::chmod(path.c_str(), mode) != 0) return ErrnoError("chmod " + path.string());
+  // An existing directory keeps its mode: it may be the operator's (/var/log).
+  if (created && ::chmod(path.c_str(), mode) != 0) return ErrnoError("chmod " + path.string());
   return {};
 }
 

@@ -15,6 +15,7 @@ Result<std::string> ReadFile(const std::filesystem::path& path);
 Status WriteFileAtomic(const std::filesystem::path& path, const std::string& content,
                        unsigned mode = 0644);
 
+// Creates `path` and missing parents; sets `mode` on `path` only if created.
 Status MakeDirectories(const std::filesystem::path& path, unsigned mode = 0755);
 
 }  // namespace custos

@@ -1,6 +1,6 @@
 // Finds the host files an executable needs to run: the binary itself, its
 // shared libraries and the dynamic loader. The instrument's root filesystem
-// is assembled from exactly these, each mounted read-only.
+// is assembled from copies of exactly these (see AssembleRootfs).
 #pragma once
 
 #include <map>

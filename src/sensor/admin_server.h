@@ -1,7 +1,7 @@
 // The sensor's local admin socket: a unix stream socket, mode 0600, where
 // each connection sends one JSON request line and gets one JSON reply line.
 // Requests: {"command":"status"}, {"command":"reload"},
-// {"command":"start"|"stop"|"restart","instrument":NAME}. The protocol is in
+// {"command":"start"|"stop"|"restart","instrument":NAME}, {"command":"sweep"}. The protocol is in
 // docs/configuration.md; `custos sensor ...` is its client.
 #pragma once
 

@@ -12,6 +12,7 @@
 
 #include "common/files.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "sandbox/cgroup_stats.h"
 #include "sandbox/netns.h"
 #include "sandbox/oci_bundle.h"
@@ -59,8 +60,6 @@ const char* InstrumentStateName(InstrumentState state) {
       return "backoff";
     case InstrumentState::kExited:
       return "exited";
-    case InstrumentState::kFailed:
-      return "failed";
   }
   return "?";
 }
@@ -76,7 +75,7 @@ std::string Instrument::persistent_dir() const {
   return PersistentDirectory(platform_.sensor.data_root, config_.name);
 }
 
-Status Instrument::WriteSettings(const std::string& path) const {
+Status Instrument::WriteSettings(const std::string& path, std::uint32_t host_uid) const {
   nlohmann::json settings = {
       {"instrument", config_.name},
       {"sensor", platform_.sensor.name},
@@ -84,7 +83,10 @@ Status Instrument::WriteSettings(const std::string& path) const {
       {"retention_seconds",
        std::chrono::duration_cast<std::chrono::seconds>(config_.retention).count()},
       {"settings", nlohmann::json::parse(config_.settings_json)}};
-  return WriteFileAtomic(path, settings.dump(1), 0644);
+  // Settings may carry secrets: readable by the instrument's root alone.
+  CUSTOS_TRY(WriteFileAtomic(path, settings.dump(1), 0400));
+  if (::chown(path.c_str(), host_uid, host_uid) != 0) return ErrnoError("chown " + path);
+  return {};
 }
 
 Result<ContainerSpec> Instrument::BuildSpec(std::uint32_t host_uid, const std::string& persistent) {
@@ -95,7 +97,7 @@ Result<ContainerSpec> Instrument::BuildSpec(std::uint32_t host_uid, const std::s
   std::string rootfs = platform_.RootfsDir(config_.name);
   CUSTOS_TRY(AssembleRootfs(*files, rootfs));
   CUSTOS_TRY(MakeDirectories(rootfs + "/etc/custos", 0755));
-  CUSTOS_TRY(WriteSettings(rootfs + kSettingsPath));
+  CUSTOS_TRY(WriteSettings(rootfs + kSettingsPath, host_uid));
   ContainerSpec spec;
   spec.id = platform_.ContainerId(config_.name);
   spec.hostname = config_.name;
@@ -162,6 +164,8 @@ Status Instrument::Start() {
                    : platform_.runtime.Run(spec->id, bundle, log.get());
   if (!pid) {
     (void)platform_.runtime.Delete(spec->id, true);
+    std::error_code ignored;
+    std::filesystem::remove_all(bundle, ignored);
     return pid.error();
   }
   pid_ = *pid;
@@ -197,8 +201,12 @@ void Instrument::Stop() {
   }
   int status = 0;
   int code = -1;
-  if (::waitpid(pid_, &status, 0) == pid_)
-    code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  // Non-blocking: a process stuck in the kernel must not hang the daemon.
+  if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+    code = ExitCodeFromStatus(status);
+  } else {
+    spdlog::error("instrument {} (pid {}) did not exit after SIGKILL", config_.name, pid_);
+  }
   last_exit_ = code;
   Cleanup();
   state_ = InstrumentState::kStopped;
@@ -213,6 +221,8 @@ void Instrument::Exited(int exit_code) {
 }
 
 void Instrument::Cleanup() {
+  // Read before the runtime deletes the cgroup with its counters.
+  if (auto kills = CgroupOomKills(platform_.CgroupPath(config_.name))) oom_kills_ += *kills;
   std::string pin = platform_.NetnsPin(config_.name);
   if (interface_moved_) {
     if (auto moved = MoveInterfaceBack(config_.interface, pin); !moved) {
@@ -252,6 +262,7 @@ nlohmann::json Instrument::StatusJson() const {
       {"state", InstrumentStateName(state_)},
       {"network", NetworkModeName(config_.network)},
       {"restarts", restarts_},
+      {"oom_kills", oom_kills_},
       {"retention_seconds",
        std::chrono::duration_cast<std::chrono::seconds>(config_.retention).count()},
       {"log", platform_.LogFile(config_.name)}};

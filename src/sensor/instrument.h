@@ -19,7 +19,7 @@
 
 namespace custos {
 
-enum class InstrumentState { kStopped, kRunning, kBackoff, kExited, kFailed };
+enum class InstrumentState { kStopped, kRunning, kBackoff, kExited };
 
 const char* InstrumentStateName(InstrumentState state);
 
@@ -54,7 +54,7 @@ class Instrument {
  private:
   // Assembles the root filesystem and describes the container.
   Result<ContainerSpec> BuildSpec(std::uint32_t host_uid, const std::string& persistent);
-  Status WriteSettings(const std::string& path) const;
+  Status WriteSettings(const std::string& path, std::uint32_t host_uid) const;
   Status AttachNetwork();
   void Cleanup();
 
@@ -69,6 +69,7 @@ class Instrument {
   std::chrono::steady_clock::time_point started_at_{};
   int restarts_ = 0;
   std::optional<int> last_exit_;
+  std::uint64_t oom_kills_ = 0;  // by the cgroup's memory limit, over all runs
   std::string last_error_;
 };
 

@@ -118,6 +118,11 @@ Result<InstrumentConfig> ParseInstrument(const YamlField& item, const fs::path& 
   }
 
   for (const auto& capability : instrument.manifest.capabilities) {
+    // Either would let a passive instrument lift the egress guard on mirror0.
+    if (instrument.network == NetworkMode::kPassive &&
+        (capability == "CAP_NET_ADMIN" || capability == "CAP_SYS_ADMIN")) {
+      return item.Child("network").Fail("a passive instrument may not hold " + capability);
+    }
     const auto& allowed = sensor.allowed_capabilities;
     if (std::find(allowed.begin(), allowed.end(), capability) == allowed.end()) {
       return item.Child("manifest")

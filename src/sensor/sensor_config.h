@@ -24,7 +24,7 @@ struct InstrumentManifest {
   std::string name;
   std::string executable;                 // absolute host path of the binary
   std::vector<std::string> args;          // arguments after the executable
-  std::vector<std::string> files;         // extra host files mounted read-only
+  std::vector<std::string> files;         // extra host files copied into its root filesystem
   std::vector<std::string> capabilities;  // e.g. CAP_NET_RAW
   std::vector<NetworkMode> networks;      // modes it can work in
 

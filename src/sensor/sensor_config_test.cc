@@ -88,6 +88,26 @@ TEST_F(SensorConfigTest, CapabilitiesNeedPolicy) {
       << config.error().message;
 }
 
+TEST_F(SensorConfigTest, PassiveInstrumentsMayNotLiftTheirGuard) {
+  std::ofstream(dir_ + "/admin.yaml") << "name: t\nexecutable: /bin/true\n"
+                                         "capabilities: [CAP_NET_ADMIN]\nnetworks: [passive]\n";
+  auto config = Parse("  - name: a\n    manifest: admin.yaml\n    network: passive\n",
+                      "  allowed_capabilities: [CAP_NET_ADMIN]\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.error().message.find("passive instrument may not hold CAP_NET_ADMIN"),
+            std::string::npos)
+      << config.error().message;
+}
+
+TEST_F(SensorConfigTest, SettingsKeepTheirTypes) {
+  auto config = Parse(
+      "  - name: a\n    manifest: manifest.yaml\n"
+      "    settings: {n: 12, r: 0.5, hex: 0x10, quoted: '7', flag: true, list: [a, 2]}\n");
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config->instruments[0].settings_json,
+            R"({"flag":true,"hex":"0x10","list":["a",2],"n":12,"quoted":"7","r":0.5})");
+}
+
 TEST_F(SensorConfigTest, RequiresTheSensorSection) {
   auto config = ParseSensorConfig("instruments: []\n", dir_ + "/sensor.yaml");
   ASSERT_FALSE(config.ok());

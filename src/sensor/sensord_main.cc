@@ -28,7 +28,12 @@ Status Reload(Supervisor& supervisor, const std::string& config_path) {
     return config.error();
   }
   auto applied = supervisor.Apply(*config);
-  if (applied) spdlog::info("configuration {} applied", config_path);
+  if (applied) {
+    spdlog::info("configuration {} applied", config_path);
+  } else {
+    spdlog::error("configuration refused, instruments left as they were: {}",
+                  applied.error().message);
+  }
   return applied;
 }
 

@@ -1,5 +1,6 @@
 #include "sensor/supervisor.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -11,10 +12,49 @@
 #include "common/units.h"
 #include "sandbox/cgroup_stats.h"
 #include "sandbox/netns.h"
+#include "sandbox/veth.h"
 #include "storage/retention.h"
 
 namespace custos {
 namespace fs = std::filesystem;
+
+namespace {
+
+// The runtime mounts an instrument's root filesystem and storage from inside
+// its user namespace, as an unprivileged uid, so every folder on the way
+// there must be searchable by others.
+Status CheckSearchable(const fs::path& path) {
+  for (fs::path at = path; !at.empty() && at != at.root_path(); at = at.parent_path()) {
+    struct stat info {};
+    if (::stat(at.c_str(), &info) != 0) return ErrnoError("cannot stat " + at.string());
+    if ((info.st_mode & S_IXOTH) == 0) {
+      return Error{at.string() +
+                   " must be searchable by others (chmod o+x) so containers can reach " +
+                   path.string()};
+    }
+  }
+  return {};
+}
+
+// After a crash, an active instrument's interface may still sit in its
+// pinned namespace: move every interface but lo and mirror0 back here.
+void HandBackInterfaces(const std::string& pin) {
+  auto listing = RunInNetns(pin, {"ip", "-j", "link", "show"});
+  if (!listing) return;
+  auto links = nlohmann::json::parse(*listing, nullptr, false);
+  if (!links.is_array()) return;
+  for (const auto& link : links) {
+    std::string name = link.value("ifname", "");
+    if (name.empty() || name == "lo" || name == kMirrorInterface) continue;
+    if (auto moved = MoveInterfaceBack(name, pin); moved) {
+      spdlog::warn("handed back {} left in {} by an earlier run", name, pin);
+    } else {
+      spdlog::error("cannot hand back {}: {}", name, moved.error().message);
+    }
+  }
+}
+
+}  // namespace
 
 Supervisor::Supervisor(EventLoop& loop, const SensorConfig& config)
     : loop_(loop), platform_(config) {}
@@ -32,6 +72,8 @@ Status Supervisor::Prepare() {
   CUSTOS_TRY(MakeDirectories(platform_.RuntimeRoot(), 0700));
   CUSTOS_TRY(MakeDirectories(sensor.data_root, 0711));
   CUSTOS_TRY(MakeDirectories(sensor.log_dir, 0750));
+  CUSTOS_TRY(CheckSearchable(sensor.state_dir + "/rootfs"));
+  CUSTOS_TRY(CheckSearchable(sensor.data_root));
   CUSTOS_TRY(platform_.uid_slots.Load());
 
   // A sensord that was killed leaves containers, pins and its hub behind.
@@ -43,6 +85,7 @@ Status Supervisor::Prepare() {
   }
   std::error_code ignored;
   for (const auto& pin : fs::directory_iterator(sensor.state_dir + "/netns", ignored)) {
+    HandBackInterfaces(pin.path().string());
     (void)UnpinNetns(pin.path().string());
   }
   fs::remove_all(sensor.state_dir + "/bundles", ignored);
@@ -148,7 +191,9 @@ Status Supervisor::StartInstrument(const std::string& name) {
   if (entry->instrument->running()) return Error{name + " is already running"};
   CancelRestart(*entry);
   entry->consecutive_failures = 0;
-  return entry->instrument->Start();
+  auto started = entry->instrument->Start();
+  if (!started) entry->instrument->set_last_error(started.error().message);
+  return started;
 }
 
 Status Supervisor::StopInstrument(const std::string& name) {
@@ -156,6 +201,7 @@ Status Supervisor::StopInstrument(const std::string& name) {
   if (entry == nullptr) return Error{"no instrument named '" + name + "' in the configuration"};
   CancelRestart(*entry);
   entry->instrument->Stop();
+  entry->instrument->set_state(InstrumentState::kStopped);
   return {};
 }
 

@@ -16,8 +16,9 @@ Status UidSlots::Load() {
   auto document = nlohmann::json::parse(*text, nullptr, false);
   if (!document.is_object()) return Error{file_ + " is not a JSON object; fix or remove it"};
   for (const auto& [name, slot] : document.items()) {
-    if (!slot.is_number_unsigned())
-      return Error{file_ + ": slot of '" + name + "' is not a number"};
+    if (!slot.is_number_unsigned() || slot.get<std::uint64_t>() > 65535) {
+      return Error{file_ + ": slot of '" + name + "' is not a number from 0 to 65535"};
+    }
     slots_[name] = slot.get<std::uint32_t>();
   }
   return {};

@@ -1,5 +1,6 @@
 #include "sensor/yaml_reader.h"
 
+#include <charconv>
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
@@ -24,16 +25,15 @@ nlohmann::json ToJson(const YAML::Node& node) {
       // Plain scalars that read as numbers or booleans keep that type; a
       // quoted "123" stays a string.
       const std::string& text = node.Scalar();
-      if (node.Tag() == "?") {
+      if (node.Tag() == "?" && !text.empty()) {
         if (text == "true" || text == "false") return text == "true";
-        try {
-          size_t used = 0;
-          long long integer = std::stoll(text, &used);
-          if (used == text.size()) return integer;
-          double real = std::stod(text, &used);
-          if (used == text.size()) return real;
-        } catch (const std::exception&) {
-        }
+        const char* end = text.data() + text.size();
+        long long integer = 0;
+        auto parsed = std::from_chars(text.data(), end, integer);
+        if (parsed.ec == std::errc() && parsed.ptr == end) return integer;
+        double real = 0;
+        auto parsed_real = std::from_chars(text.data(), end, real, std::chars_format::fixed);
+        if (parsed_real.ec == std::errc() && parsed_real.ptr == end) return real;
       }
       return text;
     }

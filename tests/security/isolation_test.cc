@@ -32,9 +32,13 @@ class ProbeTest : public ::testing::Test {
                         sensor_->root() +
                         ", --path, /data/marker, --path, /etc/shadow, --path, /root" +
                         ", --path, /var/lib, --path, /proc/1/root/etc/hostname]";
-    sensor_->RewriteConfig(Instrument("b", "none", "[idle]") + Instrument("a", "none", paths));
+    // b first, so its files exist when a goes looking for them.
+    sensor_->RewriteConfig(Instrument("b", "none", "[idle]"));
     sensor_->Start();
     sensor_->WaitForLog("b", "IDLE ready");
+    sensor_->RewriteConfig(Instrument("b", "none", "[idle]") + Instrument("a", "none", paths));
+    auto reloaded = sensor_->Request({{"command", "reload"}});
+    ASSERT_TRUE(reloaded.value("ok", false)) << reloaded.dump();
     sensor_->WaitForLog("a", "PROBES DONE");
     results_ = new std::map<std::string, ProbeResult>(sensor_->ProbeResults("a"));
   }
@@ -164,6 +168,23 @@ TEST(PassiveIsolation, TransmittedPacketsReachNothing) {
   sensor.Stop();
 }
 
+TEST(PassiveIsolation, InstrumentCannotReconfigureItsMirror) {
+  SensorUnderTest sensor("pprobe", Instrument("p", "passive", "[probe]"));
+  sensor.Start();
+  sensor.WaitForLog("p", "PROBES DONE");
+  auto results = sensor.ProbeResults("p");
+  for (const char* probe : {"configure_interface:mirror0", "configure_interface:lo", "mount_tmpfs",
+                            "raise_capabilities", "unshare_user_namespace"}) {
+    ASSERT_TRUE(results.contains(probe)) << probe;
+    EXPECT_TRUE(results[probe].blocked) << probe << ": " << results[probe].detail;
+  }
+  // Its only interfaces are loopback and the mirror, with no route anywhere.
+  EXPECT_EQ(results["interfaces_besides_lo"].detail, "interfaces: lo mirror0 ");
+  EXPECT_TRUE(results["has_route"].blocked) << results["has_route"].detail;
+  EXPECT_TRUE(results["connect_198.18.0.1"].blocked) << results["connect_198.18.0.1"].detail;
+  sensor.Stop();
+}
+
 TEST(ResourceLimits, ForkBombAndMemoryHogAreContainedWhileNeighbourRuns) {
   std::string limits_bomb = "    limits: {pids: 16}\n";
   std::string limits_hog = "    limits: {memory: 32M}\n";
@@ -180,6 +201,7 @@ TEST(ResourceLimits, ForkBombAndMemoryHogAreContainedWhileNeighbourRuns) {
   auto hog = sensor.WaitForInstrument(
       "hog", [](const auto& s) { return s["restarts"].template get<int>() >= 1; });
   EXPECT_EQ(hog["last_exit"], 137) << "the hog should be killed by the OOM killer";
+  EXPECT_GE(hog["oom_kills"].get<int>(), 1) << "the memory cgroup should count the kill";
   auto calm_before = sensor.InstrumentStatus("calm");
   std::string ticks_file = sensor.PersistentDir("calm") + "/ticks";
   long first = 0, later = 0;

@@ -174,6 +174,13 @@ void SensorUnderTest::Stop() {
   CheckNothingLeftBehind();
 }
 
+void SensorUnderTest::Kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
 void SensorUnderTest::CheckNothingLeftBehind() const {
   SCOPED_TRACE("sensord log:\n" + ReadFile(root_ + "/sensord.log").value());
   auto containers = RunCommand({"runc", "--root", root_ + "/state/runtime", "list", "-q"});

@@ -50,6 +50,8 @@ class SensorUnderTest {
   void Start();
   // SIGTERM, waits for exit, then checks that nothing was left behind.
   void Stop();
+  // SIGKILL, as a crash or power cut would: nothing is cleaned up.
+  void Kill();
 
   nlohmann::json Request(const nlohmann::json& request) const;
   nlohmann::json Status() const;

@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -211,6 +212,24 @@ void ProbeNetwork() {
   Report("interfaces_besides_lo", only_loopback, "interfaces: " + list);
 }
 
+// Needs CAP_NET_ADMIN in its namespace; without it the instrument cannot
+// touch its interfaces or the nftables guard on them.
+void ProbeInterfaceControl() {
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct if_nameindex* names = ::if_nameindex();
+  for (auto* item = names; item && item->if_index != 0; ++item) {
+    ifreq request{};
+    std::strncpy(request.ifr_name, item->if_name, IFNAMSIZ - 1);
+    ::ioctl(fd, SIOCGIFFLAGS, &request);
+    request.ifr_flags &= ~IFF_PROMISC;
+    int changed = ::ioctl(fd, SIOCSIFFLAGS, &request);
+    Report(std::string("configure_interface:") + item->if_name, changed != 0,
+           changed != 0 ? Errno("SIOCSIFFLAGS") : "changed flags");
+  }
+  if (names) ::if_freenameindex(names);
+  ::close(fd);
+}
+
 int Probe(const std::vector<std::string>& paths) {
   for (const auto& path : paths) ProbePath(path);
   ProbeProcesses();
@@ -220,6 +239,7 @@ int Probe(const std::vector<std::string>& paths) {
   ProbeModules();
   ProbeRootfs();
   ProbeNetwork();
+  ProbeInterfaceControl();
   std::printf("PROBES DONE\n");
   std::fflush(stdout);
   return 0;
