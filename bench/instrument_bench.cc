@@ -2,6 +2,7 @@
 // configuration to a running container) and its stop, median of N runs,
 // beside a bare `runc run --detach` of the very same bundle in the same run;
 // and the resident memory of an idle custos-sensord. Prints BENCH lines.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -92,7 +93,10 @@ int Run(const std::string& manifest, const std::string& sensord, int runs) {
     for (int i = 0; i < runs; ++i) {
       auto begin = Clock::now();
       auto config = Load(config_path, with);
-      if (!config || !supervisor.Apply(*config)) return std::fprintf(stderr, "start failed\n"), 1;
+      if (!config) return std::fprintf(stderr, "%s\n", config.error().message.c_str()), 1;
+      if (auto applied = supervisor.Apply(*config); !applied) {
+        return std::fprintf(stderr, "%s\n", applied.error().message.c_str()), 1;
+      }
       auto started = Clock::now();
       auto status = supervisor.StatusJson()["instruments"][0];
       if (status["state"] != "running") {
@@ -135,7 +139,9 @@ int Run(const std::string& manifest, const std::string& sensord, int runs) {
   // Idle memory of the real daemon with one instrument running.
   auto written = WriteFileAtomic(config_path, with);
   if (!written) return 1;
-  auto pid = SpawnProcess({sensord, "--config", config_path});
+  int quiet = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  auto pid = SpawnProcess({sensord, "--config", config_path}, quiet, quiet);
+  ::close(quiet);
   if (!pid) return 1;
   std::string socket = root + "/state/sensord.sock";
   for (int i = 0; i < 300; ++i) {
