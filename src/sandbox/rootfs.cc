@@ -32,23 +32,41 @@ std::vector<std::string> ParseLddOutput(const std::string& output) {
   return paths;
 }
 
-Status AssembleRootfs(const std::vector<std::string>& files, const std::string& rootfs) {
+std::string ExecutableInRootfs(const std::string& host_path) {
+  return "/instrument/" + std::filesystem::path(host_path).filename().string();
+}
+
+bool IsReservedPath(const std::string& path) {
+  for (const char* mount :
+       {"/proc", "/dev", "/sys", "/tmp", "/data", "/run/custos", "/etc/custos"}) {
+    std::string prefix = mount;
+    if (path == prefix || path.rfind(prefix + "/", 0) == 0) return true;
+  }
+  return false;
+}
+
+Status AssembleRootfs(const std::vector<RootfsFile>& files, const std::string& rootfs) {
   namespace fs = std::filesystem;
   for (const auto& file : files) {
-    fs::path target = fs::path(rootfs) / fs::path(file).relative_path();
+    if (IsReservedPath(file.destination)) {
+      return Error{"cannot place " + file.source + " at " + file.destination +
+                   ": that path belongs to the platform's mounts"};
+    }
+    fs::path target = fs::path(rootfs) / fs::path(file.destination).relative_path();
     std::error_code error;
     fs::create_directories(target.parent_path(), error);
     if (error)
       return Error{"cannot create " + target.parent_path().string() + ": " + error.message()};
     struct stat source {
     }, copy{};
-    if (::stat(file.c_str(), &source) != 0) return ErrnoError("cannot use " + file);
+    if (::stat(file.source.c_str(), &source) != 0) return ErrnoError("cannot use " + file.source);
     if (::stat(target.c_str(), &copy) == 0 && copy.st_size == source.st_size &&
         copy.st_mtim.tv_sec >= source.st_mtim.tv_sec) {
       continue;
     }
-    fs::copy_file(file, target, fs::copy_options::overwrite_existing, error);
-    if (error) return Error{"cannot copy " + file + " into " + rootfs + ": " + error.message()};
+    fs::copy_file(file.source, target, fs::copy_options::overwrite_existing, error);
+    if (error)
+      return Error{"cannot copy " + file.source + " into " + rootfs + ": " + error.message()};
     ::chmod(target.c_str(), source.st_mode & 0755);
   }
   return {};

@@ -31,7 +31,17 @@ class RootfsResolver {
 // not changed since is kept, so restarts cost little. Copies rather than bind
 // mounts, because the runtime mounts from inside the container's user
 // namespace, which cannot reach host paths below a private directory.
-Status AssembleRootfs(const std::vector<std::string>& files, const std::string& rootfs);
+struct RootfsFile {
+  std::string source;       // host path
+  std::string destination;  // absolute path inside the root filesystem
+};
+Status AssembleRootfs(const std::vector<RootfsFile>& files, const std::string& rootfs);
+
+// The executable lives here inside the container, whatever its host path:
+// a host path below /tmp or /data would be hidden by the storage mounts.
+std::string ExecutableInRootfs(const std::string& host_path);
+// Where the platform mounts things; files may not be placed below them.
+bool IsReservedPath(const std::string& path);
 
 // Parses the output of `ldd` into library paths (exposed for tests and fuzzing).
 std::vector<std::string> ParseLddOutput(const std::string& output);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 namespace custos {
 namespace {
 
@@ -32,6 +34,25 @@ TEST(RootfsResolver, RefusesWhatIsNotAnExecutable) {
   EXPECT_FALSE(resolver.FilesFor("/etc/os-release").ok());  // not executable
   EXPECT_FALSE(resolver.FilesFor("/etc").ok());
   EXPECT_FALSE(resolver.FilesFor("/nonexistent").ok());
+}
+
+}  // namespace
+}  // namespace custos
+
+namespace custos {
+namespace {
+
+TEST(AssembleRootfs, CopiesFilesAndRefusesPlatformPaths) {
+  char pattern[] = "/tmp/custos-rootfs-XXXXXX";
+  std::string root = ::mkdtemp(pattern);
+  ASSERT_TRUE(AssembleRootfs({{"/bin/ls", ExecutableInRootfs("/bin/ls")}}, root).ok());
+  EXPECT_TRUE(std::filesystem::exists(root + "/instrument/ls"));
+  for (const char* reserved : {"/tmp/x", "/data/x", "/proc/x", "/run/custos/bus.sock"}) {
+    auto refused = AssembleRootfs({{"/bin/ls", reserved}}, root);
+    ASSERT_FALSE(refused.ok()) << reserved;
+    EXPECT_NE(refused.error().message.find("platform's mounts"), std::string::npos);
+  }
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace

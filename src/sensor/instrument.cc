@@ -91,17 +91,20 @@ Status Instrument::WriteSettings(const std::string& path, std::uint32_t host_uid
 
 Result<ContainerSpec> Instrument::BuildSpec(std::uint32_t host_uid, const std::string& persistent) {
   const auto& manifest = config_.manifest;
-  auto files = platform_.resolver.FilesFor(manifest.executable);
-  if (!files) return files.error();
-  files->insert(files->end(), manifest.files.begin(), manifest.files.end());
+  auto needed = platform_.resolver.FilesFor(manifest.executable);
+  if (!needed) return needed.error();
+  std::string executable = ExecutableInRootfs(manifest.executable);
+  std::vector<RootfsFile> files{{manifest.executable, executable}};
+  for (size_t i = 1; i < needed->size(); ++i) files.push_back({(*needed)[i], (*needed)[i]});
+  for (const auto& file : manifest.files) files.push_back({file, file});
   std::string rootfs = platform_.RootfsDir(config_.name);
-  CUSTOS_TRY(AssembleRootfs(*files, rootfs));
+  CUSTOS_TRY(AssembleRootfs(files, rootfs));
   CUSTOS_TRY(MakeDirectories(rootfs + "/etc/custos", 0755));
   CUSTOS_TRY(WriteSettings(rootfs + kSettingsPath, host_uid));
   ContainerSpec spec;
   spec.id = platform_.ContainerId(config_.name);
   spec.hostname = config_.name;
-  spec.args.push_back(manifest.executable);
+  spec.args.push_back(executable);
   spec.args.insert(spec.args.end(), manifest.args.begin(), manifest.args.end());
   spec.args.insert(spec.args.end(), config_.extra_args.begin(), config_.extra_args.end());
   auto retention_s = std::chrono::duration_cast<std::chrono::seconds>(config_.retention).count();
