@@ -24,10 +24,10 @@ namespace custos {
 struct BusMessage {
   enum class Kind { kEvent, kMessage, kFile, kError };
   Kind kind = Kind::kEvent;
-  std::string topic;         // events
-  std::string sender;        // stamped by the broker; cannot be forged
-  std::string type;          // direct messages: the message type; files: the file name
-  std::string payload;       // events and messages: the body; files: the path in /data
+  std::string topic;    // events
+  std::string sender;   // stamped by the broker; cannot be forged
+  std::string type;     // direct messages: the message type; files: the file name
+  std::string payload;  // events and messages: the body; files: the path in /data
   std::uint32_t request_id = 0;
   bool wants_reply = false;  // direct messages sent with Request()
 };
@@ -53,12 +53,14 @@ class BusClient {
   Status Flush();
   void set_auto_flush(bool on) { auto_flush_ = on; }
 
-  Status Subscribe(const std::string& topic, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  Status Subscribe(const std::string& topic,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(5));
   // A one-way message; waits for the broker to accept it (or say why not).
   Status Send(const std::string& to, const std::string& type, std::string_view payload,
               std::chrono::milliseconds timeout = std::chrono::seconds(5));
   // A message that wants an answer; returns the recipient's reply.
-  Result<std::string> Request(const std::string& to, const std::string& type, std::string_view payload,
+  Result<std::string> Request(const std::string& to, const std::string& type,
+                              std::string_view payload,
                               std::chrono::milliseconds timeout = std::chrono::seconds(5));
   Status Reply(const BusMessage& request, std::string_view payload);
   // Hands the file open at `fd` to the named instruments (a copy lands in

@@ -11,8 +11,8 @@
 namespace custos {
 
 // {"timestamp": "2026-11-23T15:04:05.123456+0000", "event_type": type, type: {}}
-nlohmann::json MakeEvent(const std::string& event_type,
-                         std::chrono::system_clock::time_point when = std::chrono::system_clock::now());
+nlohmann::json MakeEvent(const std::string& event_type, std::chrono::system_clock::time_point when =
+                                                            std::chrono::system_clock::now());
 
 // Adds src_ip, src_port, dest_ip, dest_port and proto (e.g. "TCP").
 void SetFlow(nlohmann::json& event, const std::string& src_ip, std::uint16_t src_port,

@@ -12,9 +12,9 @@
 namespace custos {
 
 struct InstrumentContext {
-  std::string name;                 // CUSTOS_INSTRUMENT
-  std::string data_dir = "/data";   // persistent, kept across restarts, pruned by retention
-  std::string tmp_dir = "/tmp";     // transient, gone at stop
+  std::string name;                // CUSTOS_INSTRUMENT
+  std::string data_dir = "/data";  // persistent, kept across restarts, pruned by retention
+  std::string tmp_dir = "/tmp";    // transient, gone at stop
   std::chrono::seconds retention{0};
   nlohmann::json settings = nlohmann::json::object();  // the configuration's `settings`
 

@@ -105,7 +105,8 @@ Status Broker::AddEndpoint(const EndpointSpec& spec) {
   }
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
-  if (spec.socket_path.size() >= sizeof address.sun_path) return Error{"bus socket path too long: " + spec.socket_path};
+  if (spec.socket_path.size() >= sizeof address.sun_path)
+    return Error{"bus socket path too long: " + spec.socket_path};
   std::memcpy(address.sun_path, spec.socket_path.c_str(), spec.socket_path.size() + 1);
   UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!listener.valid()) return ErrnoError("socket");
@@ -172,7 +173,8 @@ std::map<std::string, EndpointStats> Broker::Stats() const {
     EndpointStats copy = endpoint->stats;
     copy.connections = endpoint->connections.size();
     copy.queued_bytes = 0;
-    for (const Connection* connection : endpoint->connections) copy.queued_bytes += connection->Queued();
+    for (const Connection* connection : endpoint->connections)
+      copy.queued_bytes += connection->Queued();
     stats[name] = std::move(copy);
   }
   return stats;
@@ -243,7 +245,8 @@ void Broker::ReadFrom(Connection& connection) {
       if (errno != EAGAIN && errno != EWOULDBLOCK) Close(connection);
       return;
     }
-    for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr; header = CMSG_NXTHDR(&message, header)) {
+    for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
+         header = CMSG_NXTHDR(&message, header)) {
       if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
       std::size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
       for (std::size_t i = 0; i < count; ++i) {
@@ -296,19 +299,30 @@ void Broker::Dispatch(Connection& connection, Frame& frame, std::vector<UniqueFd
     // broker sends; that ends the connection.
     ++connection.endpoint->stats.malformed;
     Refuse(connection, frame.request_id, ErrorCode::kMalformed,
-           "frame type " + std::to_string(static_cast<int>(frame.type)) + " is sent by the broker only");
+           "frame type " + std::to_string(static_cast<int>(frame.type)) +
+               " is sent by the broker only");
     Flush(connection);
     Close(connection);
     return;
   }
   switch (frame.type) {
-    case FrameType::kPublish: return Publish(connection, frame);
-    case FrameType::kSend: return SendDirect(connection, frame);
-    case FrameType::kReply: return Reply(connection, frame);
-    case FrameType::kSubscribe: return Subscribe(connection, frame);
-    case FrameType::kFileSend: return SendFile(connection, frame, fds);
+    case FrameType::kPublish:
+      return Publish(connection, frame);
+    case FrameType::kSend:
+      return SendDirect(connection, frame);
+    case FrameType::kReply:
+      return Reply(connection, frame);
+    case FrameType::kSubscribe:
+      return Subscribe(connection, frame);
+    case FrameType::kFileSend:
+      return SendFile(connection, frame, fds);
     case FrameType::kGetSettings:
-      Enqueue(connection, Frame{FrameType::kSettings, frame.request_id, 0, "", "", {},
+      Enqueue(connection, Frame{FrameType::kSettings,
+                                frame.request_id,
+                                0,
+                                "",
+                                "",
+                                {},
                                 connection.endpoint->spec.settings_json});
       return;
     default:
@@ -321,7 +335,8 @@ void Broker::Publish(Connection& from, const Frame& frame) {
   if (!IsValidName(frame.first) || !policy_.AllowsPublish(sender, frame.first)) {
     ++from.endpoint->stats.refused;
     Refuse(from, frame.request_id, ErrorCode::kForbidden,
-           sender + " may not publish on topic '" + frame.first + "' (its bus.publish does not list it)");
+           sender + " may not publish on topic '" + frame.first +
+               "' (its bus.publish does not list it)");
     return;
   }
   ++from.endpoint->stats.topics[frame.first].published;
@@ -351,14 +366,16 @@ void Broker::SendDirect(Connection& from, const Frame& frame) {
   const std::string& recipient = frame.first;
   const std::string& type = frame.second;
   if (frame.request_id == 0 || !IsValidName(recipient) || !IsValidName(type)) {
-    Refuse(from, frame.request_id, ErrorCode::kMalformed, "a message needs a request id, a recipient and a type");
+    Refuse(from, frame.request_id, ErrorCode::kMalformed,
+           "a message needs a request id, a recipient and a type");
     return;
   }
   if (!policy_.AllowsMessage(sender, recipient, type)) {
     ++from.endpoint->stats.refused;
     Refuse(from, frame.request_id, ErrorCode::kForbidden,
            "policy does not allow " + sender + " to send '" + type + "' to " + recipient +
-               " (policy.messages needs {from: " + sender + ", to: " + recipient + ", types: [" + type + "]})");
+               " (policy.messages needs {from: " + sender + ", to: " + recipient + ", types: [" +
+               type + "]})");
     return;
   }
   Connection* target = Primary(recipient);
@@ -369,12 +386,20 @@ void Broker::SendDirect(Connection& from, const Frame& frame) {
   bool wants_reply = frame.code == kWantsReply;
   auto& pending = target->endpoint->pending;
   if (wants_reply && pending.size() >= limits_.pending_requests) {
-    Refuse(from, frame.request_id, ErrorCode::kBusy, recipient + " has too many unanswered requests");
+    Refuse(from, frame.request_id, ErrorCode::kBusy,
+           recipient + " has too many unanswered requests");
     return;
   }
-  if (!Enqueue(*target, Frame{FrameType::kMessage, frame.request_id, frame.code, sender, type, {}, frame.payload})) {
+  if (!Enqueue(*target, Frame{FrameType::kMessage,
+                              frame.request_id,
+                              frame.code,
+                              sender,
+                              type,
+                              {},
+                              frame.payload})) {
     ++target->endpoint->stats.messages_dropped;
-    Refuse(from, frame.request_id, ErrorCode::kBusy, recipient + "'s queue is full; message not delivered");
+    Refuse(from, frame.request_id, ErrorCode::kBusy,
+           recipient + "'s queue is full; message not delivered");
     return;
   }
   ++from.endpoint->stats.messages_sent;
@@ -393,7 +418,8 @@ void Broker::Reply(Connection& from, const Frame& frame) {
     // Request id 0: the refusal arrives as an asynchronous error, since the
     // replier waits for no answer of its own.
     Refuse(from, 0, ErrorCode::kUnknown,
-           "no request " + std::to_string(frame.request_id) + " from " + frame.first + " awaits a reply");
+           "no request " + std::to_string(frame.request_id) + " from " + frame.first +
+               " awaits a reply");
     return;
   }
   std::uint64_t requester_id = found->second;
@@ -401,8 +427,13 @@ void Broker::Reply(Connection& from, const Frame& frame) {
   for (Connection* requester : endpoints_.count(frame.first) ? endpoints_[frame.first]->connections
                                                              : std::vector<Connection*>{}) {
     if (requester->id != requester_id) continue;
-    if (!Enqueue(*requester, Frame{FrameType::kResponse, frame.request_id, 0, from.endpoint->spec.name, "",
-                                   {}, frame.payload})) {
+    if (!Enqueue(*requester, Frame{FrameType::kResponse,
+                                   frame.request_id,
+                                   0,
+                                   from.endpoint->spec.name,
+                                   "",
+                                   {},
+                                   frame.payload})) {
       ++requester->endpoint->stats.messages_dropped;
       Refuse(from, 0, ErrorCode::kBusy, frame.first + "'s queue is full; reply not delivered");
     }
@@ -415,7 +446,8 @@ void Broker::Subscribe(Connection& from, const Frame& frame) {
   if (!IsValidName(frame.first) || !policy_.AllowsSubscribe(name, frame.first)) {
     ++from.endpoint->stats.refused;
     Refuse(from, frame.request_id, ErrorCode::kForbidden,
-           name + " may not subscribe to topic '" + frame.first + "' (its bus.subscribe does not list it)");
+           name + " may not subscribe to topic '" + frame.first +
+               "' (its bus.subscribe does not list it)");
     return;
   }
   if (from.topics.insert(frame.first).second) subscribers_[frame.first].push_back(&from);
@@ -431,27 +463,36 @@ void Broker::SendFile(Connection& from, const Frame& frame, std::vector<UniqueFd
   UniqueFd file = std::move(fds.front());
   fds.erase(fds.begin());
   if (!IsValidFileName(frame.second) || frame.list.empty()) {
-    Refuse(from, frame.request_id, ErrorCode::kMalformed, "a file needs a plain name and recipients");
+    Refuse(from, frame.request_id, ErrorCode::kMalformed,
+           "a file needs a plain name and recipients");
     return;
   }
   std::string failures;
   for (const auto& recipient : frame.list) {
     auto endpoint = endpoints_.find(recipient);
-    if (!policy_.AllowsMessage(sender, recipient, kFileMessageType) || endpoint == endpoints_.end()) {
+    if (!policy_.AllowsMessage(sender, recipient, kFileMessageType) ||
+        endpoint == endpoints_.end()) {
       ++from.endpoint->stats.refused;
-      failures += (failures.empty() ? "" : "; ") + ("policy does not allow " + sender + " to send files to " + recipient);
+      failures += (failures.empty() ? "" : "; ") +
+                  ("policy does not allow " + sender + " to send files to " + recipient);
       continue;
     }
     auto& target = *endpoint->second;
-    auto delivered = DeliverToInbox(file.get(), target.spec.persistent_dir, target.spec.host_uid, frame.second,
-                                    limits_.max_file_bytes);
+    auto delivered = DeliverToInbox(file.get(), target.spec.persistent_dir, target.spec.host_uid,
+                                    frame.second, limits_.max_file_bytes);
     if (!delivered) {
       failures += (failures.empty() ? "" : "; ") + (recipient + ": " + delivered.error().message);
       continue;
     }
     ++target.stats.files_received;
     if (Connection* connection = Primary(recipient)) {
-      Enqueue(*connection, Frame{FrameType::kFile, 0, 0, sender, frame.second, {}, "/data/" + delivered->relative_path});
+      Enqueue(*connection, Frame{FrameType::kFile,
+                                 0,
+                                 0,
+                                 sender,
+                                 frame.second,
+                                 {},
+                                 "/data/" + delivered->relative_path});
     }
   }
   if (failures.empty()) {
@@ -461,8 +502,10 @@ void Broker::SendFile(Connection& from, const Frame& frame, std::vector<UniqueFd
   }
 }
 
-void Broker::Refuse(Connection& to, std::uint32_t request_id, ErrorCode code, const std::string& text) {
-  Enqueue(to, Frame{FrameType::kError, request_id, static_cast<std::uint16_t>(code), "", "", {}, text});
+void Broker::Refuse(Connection& to, std::uint32_t request_id, ErrorCode code,
+                    const std::string& text) {
+  Enqueue(to,
+          Frame{FrameType::kError, request_id, static_cast<std::uint16_t>(code), "", "", {}, text});
 }
 
 bool Broker::Enqueue(Connection& to, const Frame& frame) {
@@ -484,8 +527,8 @@ bool Broker::Enqueue(Connection& to, const Frame& frame) {
 
 void Broker::Flush(Connection& connection) {
   while (connection.Queued() > 0) {
-    ssize_t n = ::send(connection.fd.get(), connection.out.data() + connection.out_offset, connection.Queued(),
-                       MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n = ::send(connection.fd.get(), connection.out.data() + connection.out_offset,
+                       connection.Queued(), MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0) {
       connection.out_offset += static_cast<std::size_t>(n);
       continue;
@@ -536,7 +579,8 @@ void Broker::Close(Connection& connection) {
   std::erase(peers, &connection);
   // Requests it made can no longer be answered.
   for (auto& [name, endpoint] : endpoints_) {
-    std::erase_if(endpoint->pending, [&](const auto& entry) { return entry.second == connection.id; });
+    std::erase_if(endpoint->pending,
+                  [&](const auto& entry) { return entry.second == connection.id; });
   }
   to_close_.push_back(connection.fd.get());
 }

@@ -34,14 +34,14 @@ struct BrokerLimits {
   std::size_t queue_bytes = 4u << 20;        // per connection
   std::uint64_t max_file_bytes = 64u << 20;  // per distributed file
   std::size_t connections_per_endpoint = 8;
-  std::size_t pending_requests = 1024;       // per recipient
+  std::size_t pending_requests = 1024;  // per recipient
 };
 
 struct EndpointSpec {
   std::string name;
-  std::string socket_path;      // the broker creates it, owned by host_uid, mode 0600
+  std::string socket_path;  // the broker creates it, owned by host_uid, mode 0600
   std::uint32_t host_uid = 0;
-  std::string persistent_dir;   // the inbox for distributed files lives here
+  std::string persistent_dir;  // the inbox for distributed files lives here
   std::string settings_json = "{}";
 };
 
@@ -55,9 +55,9 @@ struct EndpointStats {
   std::size_t connections = 0;
   std::uint64_t messages_sent = 0;
   std::uint64_t messages_received = 0;
-  std::uint64_t refused = 0;          // frames refused by policy
-  std::uint64_t messages_dropped = 0; // direct messages and replies lost to a full queue
-  std::uint64_t malformed = 0;        // connections closed for a bad frame
+  std::uint64_t refused = 0;           // frames refused by policy
+  std::uint64_t messages_dropped = 0;  // direct messages and replies lost to a full queue
+  std::uint64_t malformed = 0;         // connections closed for a bad frame
   std::uint64_t files_received = 0;
   std::size_t queued_bytes = 0;
   std::map<std::string, TopicCounters> topics;

@@ -11,8 +11,8 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
-#include <thread>
 #include <fstream>
+#include <thread>
 
 #include "custos/bus_client.h"
 
@@ -40,8 +40,10 @@ class BrokerTest : public ::testing::Test {
     broker_->SetPolicy(policy);
     for (const char* name : {"pub", "sub", "other"}) {
       fs::create_directories(dir_ + "/" + name + "/data");
-      ASSERT_TRUE(broker_->AddEndpoint({name, Socket(name), ::getuid(), dir_ + "/" + name + "/data",
-                                        std::string(R"({"instrument":")") + name + R"(","retention_seconds":60})"})
+      ASSERT_TRUE(broker_
+                      ->AddEndpoint({name, Socket(name), ::getuid(), dir_ + "/" + name + "/data",
+                                     std::string(R"({"instrument":")") + name +
+                                         R"(","retention_seconds":60})"})
                       .ok());
     }
   }
@@ -82,11 +84,13 @@ TEST_F(BrokerTest, RefusesWhatPolicyDoesNotList) {
   auto sub = Connect("sub");
   auto subscribed = sub.Subscribe("dns");
   ASSERT_FALSE(subscribed.ok());
-  EXPECT_NE(subscribed.error().message.find("sub may not subscribe to topic 'dns'"), std::string::npos);
+  EXPECT_NE(subscribed.error().message.find("sub may not subscribe to topic 'dns'"),
+            std::string::npos);
   auto sent = sub.Send("pub", "config", "{}");
   ASSERT_FALSE(sent.ok());
-  EXPECT_NE(sent.error().message.find("policy.messages needs {from: sub, to: pub, types: [config]}"),
-            std::string::npos)
+  EXPECT_NE(
+      sent.error().message.find("policy.messages needs {from: sub, to: pub, types: [config]}"),
+      std::string::npos)
       << sent.error().message;
   ASSERT_TRUE(sub.Publish("flow", "{}").ok());
   auto error = sub.Receive(milliseconds(2000));
@@ -143,7 +147,8 @@ TEST_F(BrokerTest, StuckSubscriberIsCountedAndDoesNotSlowOthers) {
   std::thread reader([&] {
     while (received < kEvents) {
       auto event = other.Receive(milliseconds(5000));
-      ASSERT_TRUE(event.ok() && event->has_value()) << "the healthy subscriber stalled at " << received;
+      ASSERT_TRUE(event.ok() && event->has_value())
+          << "the healthy subscriber stalled at " << received;
       ++received;
     }
   });
@@ -180,7 +185,8 @@ TEST_F(BrokerTest, BadFrameClosesOnlyThatConnection) {
   ssize_t n;
   while ((n = ::read(raw, buffer, sizeof buffer)) > 0) reply.append(buffer, static_cast<size_t>(n));
   ::close(raw);
-  EXPECT_NE(reply.find("exceeds the limit"), std::string::npos) << "an error reply names the problem";
+  EXPECT_NE(reply.find("exceeds the limit"), std::string::npos)
+      << "an error reply names the problem";
   auto pub = Connect("pub");
   ASSERT_TRUE(pub.Publish("flow", "{}").ok());
   auto event = sub.Receive(milliseconds(2000));

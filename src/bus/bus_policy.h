@@ -18,7 +18,8 @@ struct BusPolicy {
   std::map<std::string, std::set<std::string>> publish;
   std::map<std::string, std::set<std::string>> subscribe;
 
-  bool AllowsMessage(const std::string& from, const std::string& to, const std::string& type) const {
+  bool AllowsMessage(const std::string& from, const std::string& to,
+                     const std::string& type) const {
     return messages.contains({from, to, type});
   }
   bool AllowsPublish(const std::string& who, const std::string& topic) const {

@@ -18,7 +18,8 @@ Status CopyAll(int from, int to, std::uint64_t size) {
   char buffer[65536];
   std::uint64_t done = 0;
   while (done < size) {
-    ssize_t n = ::pread(from, buffer, static_cast<size_t>(std::min<std::uint64_t>(sizeof buffer, size - done)),
+    ssize_t n = ::pread(from, buffer,
+                        static_cast<size_t>(std::min<std::uint64_t>(sizeof buffer, size - done)),
                         static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoError("read the offered file");
@@ -50,7 +51,8 @@ Result<DeliveredFile> DeliverToInbox(int source_fd, const std::string& persisten
   }
   UniqueFd root(::open(persistent_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) return ErrnoError("open " + persistent_dir);
-  if (::mkdirat(root.get(), "inbox", 0700) != 0 && errno != EEXIST) return ErrnoError("create inbox");
+  if (::mkdirat(root.get(), "inbox", 0700) != 0 && errno != EEXIST)
+    return ErrnoError("create inbox");
   UniqueFd inbox(::openat(root.get(), "inbox", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!inbox.valid()) return ErrnoError("open inbox (is it a symlink?)");
   if (::fchown(inbox.get(), owner_uid, owner_uid) != 0) return ErrnoError("chown inbox");

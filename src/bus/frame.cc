@@ -9,7 +9,8 @@ void PutU16(std::string& out, std::uint16_t value) {
 }
 
 void PutU32(std::string& out, std::uint32_t value) {
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((value >> shift) & 0xff));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((value >> shift) & 0xff));
 }
 
 void PutString(std::string& out, std::string_view text) {
@@ -17,10 +18,13 @@ void PutString(std::string& out, std::string_view text) {
   out.append(text);
 }
 
-std::uint16_t GetU16(const unsigned char* p) { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
+std::uint16_t GetU16(const unsigned char* p) {
+  return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
+}
 
 std::uint32_t GetU32(const unsigned char* p) {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+         p[3];
 }
 
 // Walks a body with bounds checks; any overrun marks it failed.
@@ -63,7 +67,8 @@ void PutHeader(std::string& out, std::size_t body_size, FrameType type) {
 }  // namespace
 
 void EncodeFrame(const Frame& frame, std::string& out) {
-  std::size_t body = 4 + 2 + 2 + frame.first.size() + 2 + frame.second.size() + 2 + frame.payload.size();
+  std::size_t body =
+      4 + 2 + 2 + frame.first.size() + 2 + frame.second.size() + 2 + frame.payload.size();
   for (const auto& item : frame.list) body += 2 + item.size();
   out.reserve(out.size() + kHeaderSize + body);
   PutHeader(out, body, frame.type);
@@ -102,7 +107,8 @@ DecodeResult DecodeFrame(std::string_view input, std::uint32_t max_frame, Frame&
     return invalid("frame of " + std::to_string(length) + " bytes exceeds the limit of " +
                    std::to_string(max_frame));
   }
-  if (header[4] != kVersion) return invalid("unsupported protocol version " + std::to_string(header[4]));
+  if (header[4] != kVersion)
+    return invalid("unsupported protocol version " + std::to_string(header[4]));
   if (header[5] < static_cast<std::uint8_t>(FrameType::kHello) ||
       header[5] > static_cast<std::uint8_t>(FrameType::kSettings)) {
     return invalid("unknown frame type " + std::to_string(header[5]));

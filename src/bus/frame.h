@@ -22,30 +22,30 @@ inline constexpr std::size_t kMaxNameLength = 128;
 inline constexpr std::size_t kMaxListLength = 64;
 
 enum class FrameType : std::uint8_t {
-  kHello = 1,        // broker->client: first = the client's instrument name
-  kSubscribe = 2,    // client->broker: first = topic
-  kPublish = 3,      // client->broker: first = topic, payload = event
-  kEvent = 4,        // broker->client: first = topic, second = sender, payload
-  kSend = 5,         // client->broker: first = recipient, second = message type, payload;
-                     //   request_id != 0 asks for a reply
-  kMessage = 6,      // broker->client: first = sender, second = message type, payload
-  kReply = 7,        // client->broker: first = the requester, request_id as received
-  kResponse = 8,     // broker->client: first = the replier, request_id, payload
-  kError = 9,        // broker->client: request_id, code, payload = text
-  kOk = 10,          // broker->client: request_id
-  kFileSend = 11,    // client->broker, with one descriptor: second = file name, list = recipients
-  kFile = 12,        // broker->client: first = sender, second = file name, payload = path
-  kGetSettings = 13, // client->broker: request_id
-  kSettings = 14,    // broker->client: request_id, payload = JSON
+  kHello = 1,         // broker->client: first = the client's instrument name
+  kSubscribe = 2,     // client->broker: first = topic
+  kPublish = 3,       // client->broker: first = topic, payload = event
+  kEvent = 4,         // broker->client: first = topic, second = sender, payload
+  kSend = 5,          // client->broker: first = recipient, second = message type, payload;
+                      //   request_id != 0 asks for a reply
+  kMessage = 6,       // broker->client: first = sender, second = message type, payload
+  kReply = 7,         // client->broker: first = the requester, request_id as received
+  kResponse = 8,      // broker->client: first = the replier, request_id, payload
+  kError = 9,         // broker->client: request_id, code, payload = text
+  kOk = 10,           // broker->client: request_id
+  kFileSend = 11,     // client->broker, with one descriptor: second = file name, list = recipients
+  kFile = 12,         // broker->client: first = sender, second = file name, payload = path
+  kGetSettings = 13,  // client->broker: request_id
+  kSettings = 14,     // broker->client: request_id, payload = JSON
 };
 
 // Error codes carried by kError frames.
 enum class ErrorCode : std::uint16_t {
-  kMalformed = 1,   // the frame could not be parsed; the connection is closed
-  kForbidden = 2,   // policy does not allow it
-  kUnknown = 3,     // no such recipient or request
-  kBusy = 4,        // the recipient's queue is full
-  kFailed = 5,      // a platform service failed
+  kMalformed = 1,  // the frame could not be parsed; the connection is closed
+  kForbidden = 2,  // policy does not allow it
+  kUnknown = 3,    // no such recipient or request
+  kBusy = 4,       // the recipient's queue is full
+  kFailed = 5,     // a platform service failed
 };
 
 struct Frame {

@@ -6,7 +6,8 @@ namespace custos::bus {
 namespace {
 
 TEST(Frame, RoundTripsEveryField) {
-  Frame frame{FrameType::kFileSend, 42, 7, "first", "rules.txt", {"ids", "dns"}, std::string("pay\0load", 8)};
+  Frame frame{FrameType::kFileSend,       42, 7, "first", "rules.txt", {"ids", "dns"},
+              std::string("pay\0load", 8)};
   std::string wire;
   EncodeFrame(frame, wire);
   Frame decoded;
@@ -50,10 +51,12 @@ TEST(Frame, RefusesWhatIsNotAFrame) {
 
   std::string bad_version = wire;
   bad_version[4] = 9;
-  EXPECT_NE(DecodeFrame(bad_version, kDefaultMaxFrame, decoded).error.find("version"), std::string::npos);
+  EXPECT_NE(DecodeFrame(bad_version, kDefaultMaxFrame, decoded).error.find("version"),
+            std::string::npos);
   std::string bad_type = wire;
   bad_type[5] = 99;
-  EXPECT_NE(DecodeFrame(bad_type, kDefaultMaxFrame, decoded).error.find("unknown frame type"), std::string::npos);
+  EXPECT_NE(DecodeFrame(bad_type, kDefaultMaxFrame, decoded).error.find("unknown frame type"),
+            std::string::npos);
   std::string reserved = wire;
   reserved[7] = 1;
   EXPECT_EQ(DecodeFrame(reserved, kDefaultMaxFrame, decoded).status, DecodeStatus::kInvalid);

@@ -24,19 +24,36 @@ std::string Text(const nlohmann::json& value) {
 
 void PrintStatus(const nlohmann::json& status) {
   std::printf("sensor %s\n", status.value("sensor", "?").c_str());
-  std::printf("%-16s %-8s %-8s %7s %8s %9s %10s %9s\n", "INSTRUMENT", "STATE", "NETWORK", "PID",
-              "RESTARTS", "LAST EXIT", "MEMORY MB", "LIMIT MB");
+  std::printf("%-16s %-8s %-8s %7s %8s %9s %10s %9s %9s\n", "INSTRUMENT", "STATE", "NETWORK", "PID",
+              "RESTARTS", "LAST EXIT", "MEMORY MB", "LIMIT MB", "BUS DROPS");
   for (const auto& instrument : status.value("instruments", nlohmann::json::array())) {
-    std::printf("%-16s %-8s %-8s %7s %8s %9s %10s %9s\n", Text(instrument["name"]).c_str(),
+    const auto& bus = instrument.contains("bus") ? instrument["bus"] : nlohmann::json::object();
+    std::printf("%-16s %-8s %-8s %7s %8s %9s %10s %9s %9s\n", Text(instrument["name"]).c_str(),
                 Text(instrument["state"]).c_str(), Text(instrument["network"]).c_str(),
                 Text(instrument["pid"]).c_str(), Text(instrument["restarts"]).c_str(),
                 Text(instrument["last_exit"]).c_str(),
                 Megabytes(instrument["memory_bytes"]).c_str(),
-                Megabytes(instrument["memory_limit_bytes"]).c_str());
+                Megabytes(instrument["memory_limit_bytes"]).c_str(),
+                Text(bus.value("dropped", nlohmann::json())).c_str());
     if (instrument.contains("last_error")) {
       std::printf("  last error: %s\n", Text(instrument["last_error"]).c_str());
     }
+    // Every drop is shown with where it happened: nothing is dropped silently.
+    auto topics = bus.value("topics", nlohmann::json::object());
+    for (const auto& [topic, counters] : topics.items()) {
+      if (counters.value("dropped", 0) == 0) continue;
+      std::printf("  bus topic %s: delivered %s, dropped %s (queue full)\n", topic.c_str(),
+                  Text(counters["delivered"]).c_str(), Text(counters["dropped"]).c_str());
+    }
+    if (bus.value("messages_dropped", 0) > 0) {
+      std::printf("  bus messages dropped: %s\n", Text(bus["messages_dropped"]).c_str());
+    }
   }
+}
+
+void PrintEvents(const nlohmann::json& reply) {
+  for (const auto& event : reply.value("events", nlohmann::json::array()))
+    std::printf("%s\n", event.dump().c_str());
 }
 
 int Send(const std::string& socket, const nlohmann::json& request, bool json_output) {
@@ -53,6 +70,8 @@ int Send(const std::string& socket, const nlohmann::json& request, bool json_out
     std::cout << reply->dump(1) << "\n";
   } else if (request["command"] == "status") {
     PrintStatus(*reply);
+  } else if (request["command"] == "events") {
+    PrintEvents(*reply);
   }
   return 0;
 }
@@ -76,6 +95,12 @@ int Main(int argc, char** argv) {
   sensor->add_subcommand("sweep", "delete files older than retention now")->callback([&] {
     request = {{"command", "sweep"}};
   });
+  std::string topic;
+  int limit = 20;
+  auto* events = sensor->add_subcommand("events", "show the latest events published on the bus");
+  events->add_option("--topic", topic, "only this topic");
+  events->add_option("--limit", limit, "how many")->capture_default_str();
+  events->callback([&] { request = {{"command", "events"}, {"topic", topic}, {"limit", limit}}; });
   std::string name;
   for (const char* verb : {"start", "stop", "restart"}) {
     auto* command = sensor->add_subcommand(verb, std::string(verb) + " one instrument");

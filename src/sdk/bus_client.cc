@@ -106,7 +106,8 @@ Status BusClient::Flush() {
 }
 
 Status BusClient::Publish(std::string_view topic, std::string_view payload) {
-  bus::EncodeFrame(Frame{FrameType::kPublish, 0, 0, std::string(topic), "", {}, std::string(payload)}, out_);
+  bus::EncodeFrame(
+      Frame{FrameType::kPublish, 0, 0, std::string(topic), "", {}, std::string(payload)}, out_);
   if (auto_flush_ || out_.size() >= 64 * 1024) return Flush();
   return {};
 }
@@ -115,7 +116,8 @@ Result<bool> BusClient::ReadOne(Clock::time_point deadline) {
   for (;;) {
     Frame frame;
     auto decoded = bus::DecodeFrame(std::string_view(in_).substr(in_offset_), kMaxFrame, frame);
-    if (decoded.status == bus::DecodeStatus::kInvalid) return Error{"bus sent a bad frame: " + decoded.error};
+    if (decoded.status == bus::DecodeStatus::kInvalid)
+      return Error{"bus sent a bad frame: " + decoded.error};
     if (decoded.status == bus::DecodeStatus::kFrame) {
       in_offset_ += decoded.consumed;
       switch (frame.type) {
@@ -123,14 +125,16 @@ Result<bool> BusClient::ReadOne(Clock::time_point deadline) {
           name_ = frame.first;
           break;
         case FrameType::kEvent:
-          inbox_.push_back({BusMessage::Kind::kEvent, frame.first, frame.second, "", std::move(frame.payload)});
+          inbox_.push_back(
+              {BusMessage::Kind::kEvent, frame.first, frame.second, "", std::move(frame.payload)});
           break;
         case FrameType::kMessage:
-          inbox_.push_back({BusMessage::Kind::kMessage, "", frame.first, frame.second, std::move(frame.payload),
-                            frame.request_id, frame.code == 1});
+          inbox_.push_back({BusMessage::Kind::kMessage, "", frame.first, frame.second,
+                            std::move(frame.payload), frame.request_id, frame.code == 1});
           break;
         case FrameType::kFile:
-          inbox_.push_back({BusMessage::Kind::kFile, "", frame.first, frame.second, std::move(frame.payload)});
+          inbox_.push_back(
+              {BusMessage::Kind::kFile, "", frame.first, frame.second, std::move(frame.payload)});
           break;
         case FrameType::kOk:
         case FrameType::kResponse:
@@ -166,7 +170,8 @@ Result<bool> BusClient::ReadOne(Clock::time_point deadline) {
   }
 }
 
-Result<BusClient::Answer> BusClient::WaitFor(std::uint32_t request_id, std::chrono::milliseconds timeout) {
+Result<BusClient::Answer> BusClient::WaitFor(std::uint32_t request_id,
+                                             std::chrono::milliseconds timeout) {
   CUSTOS_TRY(Flush());
   auto deadline = Clock::now() + timeout;
   for (;;) {
@@ -178,7 +183,8 @@ Result<BusClient::Answer> BusClient::WaitFor(std::uint32_t request_id, std::chro
     }
     auto read = ReadOne(deadline);
     if (!read) return read.error();
-    if (!*read) return Error{"no answer from the bus within " + std::to_string(timeout.count()) + " ms"};
+    if (!*read)
+      return Error{"no answer from the bus within " + std::to_string(timeout.count()) + " ms"};
   }
 }
 
@@ -201,7 +207,8 @@ Status BusClient::Send(const std::string& to, const std::string& type, std::stri
   return {};
 }
 
-Result<std::string> BusClient::Request(const std::string& to, const std::string& type, std::string_view payload,
+Result<std::string> BusClient::Request(const std::string& to, const std::string& type,
+                                       std::string_view payload,
                                        std::chrono::milliseconds timeout) {
   std::uint32_t id = next_request_++;
   bus::EncodeFrame(Frame{FrameType::kSend, id, 1, to, type, {}, std::string(payload)}, out_);
@@ -213,12 +220,14 @@ Result<std::string> BusClient::Request(const std::string& to, const std::string&
 
 Status BusClient::Reply(const BusMessage& request, std::string_view payload) {
   if (!request.wants_reply) return Error{"that message does not want a reply"};
-  bus::EncodeFrame(Frame{FrameType::kReply, request.request_id, 0, request.sender, "", {}, std::string(payload)},
-                   out_);
+  bus::EncodeFrame(
+      Frame{FrameType::kReply, request.request_id, 0, request.sender, "", {}, std::string(payload)},
+      out_);
   return Flush();
 }
 
-Status BusClient::SendFile(int fd, const std::string& name, const std::vector<std::string>& recipients,
+Status BusClient::SendFile(int fd, const std::string& name,
+                           const std::vector<std::string>& recipients,
                            std::chrono::milliseconds timeout) {
   CUSTOS_TRY(Flush());
   std::uint32_t id = next_request_++;

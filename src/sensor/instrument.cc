@@ -24,6 +24,7 @@ namespace {
 
 constexpr const char* kSettingsPath = "/etc/custos/instrument.json";
 constexpr const char* kDataPath = "/data";
+constexpr const char* kBusPath = "/run/custos/bus";
 
 // Interface names are limited to 15 characters; a hash keeps the host end's
 // name short and unique per sensor and instrument.
@@ -75,16 +76,21 @@ std::string Instrument::persistent_dir() const {
   return PersistentDirectory(platform_.sensor.data_root, config_.name);
 }
 
-Status Instrument::WriteSettings(const std::string& path, std::uint32_t host_uid) const {
+std::string Instrument::SettingsDocument() const {
   nlohmann::json settings = {
       {"instrument", config_.name},
       {"sensor", platform_.sensor.name},
       {"network", NetworkModeName(config_.network)},
       {"retention_seconds",
        std::chrono::duration_cast<std::chrono::seconds>(config_.retention).count()},
+      {"bus", {{"publish", config_.publish}, {"subscribe", config_.subscribe}}},
       {"settings", nlohmann::json::parse(config_.settings_json)}};
+  return settings.dump(1);
+}
+
+Status Instrument::WriteSettings(const std::string& path, std::uint32_t host_uid) const {
   // Settings may carry secrets: readable by the instrument's root alone.
-  CUSTOS_TRY(WriteFileAtomic(path, settings.dump(1), 0400));
+  CUSTOS_TRY(WriteFileAtomic(path, SettingsDocument(), 0400));
   if (::chown(path.c_str(), host_uid, host_uid) != 0) return ErrnoError("chown " + path);
   return {};
 }
@@ -113,9 +119,12 @@ Result<ContainerSpec> Instrument::BuildSpec(std::uint32_t host_uid, const std::s
               "CUSTOS_SETTINGS=" + std::string(kSettingsPath),
               "CUSTOS_DATA=" + std::string(kDataPath),
               "CUSTOS_RETENTION_SECONDS=" + std::to_string(retention_s),
+              "CUSTOS_BUS=" + std::string(kBusPath) + "/bus.sock",
               "TMPDIR=/tmp"};
   spec.rootfs = rootfs;
   spec.mounts.push_back({persistent, kDataPath, false});
+  if (platform_.broker != nullptr)
+    spec.mounts.push_back({platform_.BusDir(config_.name), kBusPath, true});
   spec.tmpfs_bytes = config_.transient_bytes;
   spec.host_uid = host_uid;
   spec.uid_count = kUidRangeSize;
@@ -126,6 +135,14 @@ Result<ContainerSpec> Instrument::BuildSpec(std::uint32_t host_uid, const std::s
   spec.open_files = config_.limits.open_files;
   spec.cgroup_path = platform_.CgroupPath(config_.name);
   return spec;
+}
+
+Status Instrument::OpenBusEndpoint(std::uint32_t host_uid, const std::string& persistent) {
+  if (platform_.broker == nullptr) return {};
+  std::string dir = platform_.BusDir(config_.name);
+  CUSTOS_TRY(MakeDirectories(dir, 0711));
+  return platform_.broker->AddEndpoint(
+      {config_.name, dir + "/bus.sock", host_uid, persistent, SettingsDocument()});
 }
 
 Status Instrument::AttachNetwork() {
@@ -152,6 +169,7 @@ Status Instrument::Start() {
   if (!persistent) return persistent.error();
   std::string bundle = platform_.BundleDir(config_.name);
   CUSTOS_TRY(MakeDirectories(bundle, 0700));
+  CUSTOS_TRY(OpenBusEndpoint(*host_uid, *persistent));
   auto spec = BuildSpec(*host_uid, *persistent);
   if (!spec) return spec.error();
   CUSTOS_TRY(WriteOciBundle(*spec, bundle));

@@ -54,7 +54,10 @@ class Instrument {
  private:
   // Assembles the root filesystem and describes the container.
   Result<ContainerSpec> BuildSpec(std::uint32_t host_uid, const std::string& persistent);
+  // The document the instrument reads from its settings file or the bus.
+  std::string SettingsDocument() const;
   Status WriteSettings(const std::string& path, std::uint32_t host_uid) const;
+  Status OpenBusEndpoint(std::uint32_t host_uid, const std::string& persistent);
   Status AttachNetwork();
   void Cleanup();
 

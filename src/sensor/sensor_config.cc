@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <set>
 
+#include "bus/frame.h"
 #include "sandbox/capabilities.h"
 #include "sensor/yaml_reader.h"
 
@@ -76,7 +77,7 @@ Result<InstrumentManifest> ParseManifest(const YamlField& root, const fs::path& 
 Result<InstrumentConfig> ParseInstrument(const YamlField& item, const fs::path& base,
                                          const SensorConfig& sensor) {
   CUSTOS_TRY(item.OnlyKeys({"name", "manifest", "network", "interface", "retention", "limits",
-                            "transient", "args", "settings"}));
+                            "transient", "args", "settings", "bus"}));
   InstrumentConfig instrument;
   auto name = item.Child("name").String();
   if (!name) return name.error();
@@ -163,6 +164,22 @@ Result<InstrumentConfig> ParseInstrument(const YamlField& item, const fs::path& 
   auto args = item.Child("args").StringList();
   if (!args) return args.error();
   instrument.extra_args = *args;
+  auto bus = item.Child("bus");
+  if (bus.present()) {
+    CUSTOS_TRY(bus.OnlyKeys({"publish", "subscribe"}));
+    for (auto [key, target] : {std::pair{"publish", &instrument.publish},
+                               std::pair{"subscribe", &instrument.subscribe}}) {
+      auto topics = bus.Child(key).StringList();
+      if (!topics) return topics.error();
+      for (const auto& topic : *topics) {
+        if (!bus::IsValidName(topic)) {
+          return bus.Child(key).Fail("'" + topic +
+                                     "' is not a topic name (1-128 of a-z, 0-9, '.', '_', '-')");
+        }
+      }
+      *target = *topics;
+    }
+  }
   auto settings = item.Child("settings");
   if (settings.present() && !settings.node().IsMap()) return settings.Fail("expected a map");
   auto json = settings.AsJson();
@@ -219,7 +236,7 @@ Status ParseSensorSection(const YamlField& section, SensorConfig& config) {
 
 Status ParsePolicy(const YamlField& policy, SensorConfig& config) {
   if (!policy.present()) return {};
-  CUSTOS_TRY(policy.OnlyKeys({"allowed_capabilities", "active_interfaces"}));
+  CUSTOS_TRY(policy.OnlyKeys({"allowed_capabilities", "active_interfaces", "messages"}));
   auto capabilities = policy.Child("allowed_capabilities").StringList();
   if (!capabilities) return capabilities.error();
   for (const auto& capability : *capabilities) {
@@ -231,6 +248,24 @@ Status ParsePolicy(const YamlField& policy, SensorConfig& config) {
   auto interfaces = policy.Child("active_interfaces").StringList();
   if (!interfaces) return interfaces.error();
   config.active_interfaces = *interfaces;
+  auto messages = policy.Child("messages");
+  if (messages.present() && !messages.node().IsSequence()) return messages.Fail("expected a list");
+  for (const auto& entry : messages.Items()) {
+    CUSTOS_TRY(entry.OnlyKeys({"from", "to", "types"}));
+    MessagePermission permission;
+    auto from = entry.Child("from").String();
+    if (!from) return from.error();
+    auto to = entry.Child("to").String();
+    if (!to) return to.error();
+    auto types = entry.Child("types").StringList();
+    if (!types) return types.error();
+    if (types->empty()) return entry.Child("types").Fail("names no message type");
+    for (const auto& type : *types) {
+      if (!bus::IsValidName(type))
+        return entry.Child("types").Fail("'" + type + "' is not a message type name");
+    }
+    config.messages.push_back({*from, *to, *types});
+  }
   return {};
 }
 
@@ -256,6 +291,14 @@ Result<SensorConfig> ParseRoot(const YamlField& root, const fs::path& base) {
           .Fail("'" + instrument->interface + "' is given to two instruments");
     }
     config.instruments.push_back(std::move(*instrument));
+  }
+  // Policy may only name instruments that exist, so a typo cannot hide.
+  auto messages = root.Child("policy").Child("messages").Items();
+  for (size_t i = 0; i < config.messages.size(); ++i) {
+    for (const auto* name : {&config.messages[i].from, &config.messages[i].to}) {
+      if (!names.contains(*name))
+        return messages[i].Fail("names no configured instrument '" + *name + "'");
+    }
   }
   return config;
 }

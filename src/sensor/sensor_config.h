@@ -50,9 +50,21 @@ struct InstrumentConfig {
   ResourceLimits limits;
   std::uint64_t transient_bytes = 64ull << 20;
   std::vector<std::string> extra_args;
-  std::string settings_json = "{}";  // free-form settings for the instrument
+  std::string settings_json = "{}";    // free-form settings for the instrument
+  std::vector<std::string> publish;    // bus topics it may publish on
+  std::vector<std::string> subscribe;  // bus topics it may subscribe to
 
   bool operator==(const InstrumentConfig&) const = default;
+};
+
+// One entry of policy.messages: `from` may send `to` messages of these types
+// (the type "file" allows file distribution).
+struct MessagePermission {
+  std::string from;
+  std::string to;
+  std::vector<std::string> types;
+
+  bool operator==(const MessagePermission&) const = default;
 };
 
 struct SensorConfig {
@@ -68,6 +80,7 @@ struct SensorConfig {
   std::chrono::milliseconds stop_grace{std::chrono::seconds(5)};
   std::vector<std::string> allowed_capabilities;
   std::vector<std::string> active_interfaces;
+  std::vector<MessagePermission> messages;
   std::vector<InstrumentConfig> instruments;
 };
 

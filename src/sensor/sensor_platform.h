@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "bus/broker.h"
 #include "sandbox/oci_runtime.h"
 #include "sandbox/rootfs.h"
 #include "sensor/sensor_config.h"
@@ -37,11 +38,16 @@ struct SensorPlatform {
   std::string CgroupParent() const { return "/custos/" + sensor.name; }
   std::string HubNetnsName() const { return "custos-" + sensor.name; }
   std::string AdminSocket() const { return sensor.state_dir + "/sensord.sock"; }
+  // Holds the instrument's bus socket; mounted read-only at /run/custos/bus.
+  std::string BusDir(const std::string& instrument) const {
+    return sensor.state_dir + "/bus/" + instrument;
+  }
 
   SensorConfig sensor;  // sensor-level fields; `instruments` is not used here
   OciRuntime runtime;
   RootfsResolver resolver;
   UidSlots uid_slots;
+  bus::Broker* broker = nullptr;  // owned by the Supervisor
 };
 
 }  // namespace custos

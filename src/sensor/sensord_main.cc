@@ -52,6 +52,13 @@ nlohmann::json Handle(Supervisor& supervisor, const std::string& config_path,
   if (command == "start") return Reply(supervisor.StartInstrument(name));
   if (command == "stop") return Reply(supervisor.StopInstrument(name));
   if (command == "restart") return Reply(supervisor.RestartInstrument(name));
+  if (command == "events") {
+    std::string topic = request.value("topic", "");
+    auto limit = request.value("limit", 100);
+    return {{"ok", true},
+            {"events",
+             supervisor.journal().Recent(topic, static_cast<std::size_t>(std::max(limit, 0)))}};
+  }
   if (command == "sweep") {
     supervisor.SweepRetention();
     return Reply({});

@@ -54,6 +54,41 @@ void HandBackInterfaces(const std::string& pin) {
   }
 }
 
+bus::BusPolicy BusPolicyOf(const SensorConfig& config) {
+  bus::BusPolicy policy;
+  for (const auto& permission : config.messages) {
+    for (const auto& type : permission.types)
+      policy.messages.insert({permission.from, permission.to, type});
+  }
+  for (const auto& instrument : config.instruments) {
+    policy.publish[instrument.name].insert(instrument.publish.begin(), instrument.publish.end());
+    policy.subscribe[instrument.name].insert(instrument.subscribe.begin(),
+                                             instrument.subscribe.end());
+  }
+  return policy;
+}
+
+nlohmann::json BusStatusJson(const bus::EndpointStats& stats) {
+  auto topics = nlohmann::json::object();
+  std::uint64_t dropped = stats.messages_dropped;
+  for (const auto& [topic, counters] : stats.topics) {
+    topics[topic] = {{"published", counters.published},
+                     {"delivered", counters.delivered},
+                     {"dropped", counters.dropped}};
+    dropped += counters.dropped;
+  }
+  return {{"connections", stats.connections},
+          {"messages_sent", stats.messages_sent},
+          {"messages_received", stats.messages_received},
+          {"refused", stats.refused},
+          {"malformed", stats.malformed},
+          {"messages_dropped", stats.messages_dropped},
+          {"files_received", stats.files_received},
+          {"queued_bytes", stats.queued_bytes},
+          {"dropped", dropped},
+          {"topics", topics}};
+}
+
 }  // namespace
 
 Supervisor::Supervisor(EventLoop& loop, const SensorConfig& config)
@@ -99,6 +134,16 @@ Status Supervisor::Prepare() {
         RunChecked({"ip", "netns", "exec", platform_.HubNetnsName(), "sysctl", "-q", "-w", key});
     if (!result) return result.error();
   }
+  fs::remove_all(sensor.state_dir + "/bus", ignored);
+  CUSTOS_TRY(MakeDirectories(sensor.state_dir + "/bus", 0711));
+  auto broker = bus::Broker::Start(bus::BrokerLimits{});
+  if (!broker) return broker.error();
+  broker_ = std::move(*broker);
+  broker_->SetPlatformSink(
+      [this](std::string_view topic, std::string_view sender, std::string_view payload) {
+        journal_.Record(topic, sender, payload);
+      });
+  platform_.broker = broker_.get();
   ScheduleSweep();
   return {};
 }
@@ -128,6 +173,7 @@ Status Supervisor::Apply(const SensorConfig& config) {
   platform_.sensor.allowed_capabilities = config.allowed_capabilities;
   platform_.sensor.active_interfaces = config.active_interfaces;
 
+  if (broker_) broker_->SetPolicy(BusPolicyOf(config));
   // Stop what is gone or changed before starting anything, so a renamed
   // instrument's interface is free for its new owner.
   for (auto it = entries_.begin(); it != entries_.end();) {
@@ -136,6 +182,7 @@ Status Supervisor::Apply(const SensorConfig& config) {
     if (wanted == config.instruments.end() || !(*wanted == it->second.instrument->config())) {
       CancelRestart(it->second);
       it->second.instrument->Stop();
+      if (broker_) broker_->RemoveEndpoint(it->first);
       it = entries_.erase(it);
     } else {
       ++it;
@@ -267,6 +314,8 @@ void Supervisor::Shutdown() {
     entry.instrument->Stop();
   }
   entries_.clear();
+  platform_.broker = nullptr;
+  broker_.reset();
   if (auto deleted = DeleteNamedNetns(platform_.HubNetnsName()); !deleted) {
     spdlog::error("{}", deleted.error().message);
   }
@@ -275,17 +324,22 @@ void Supervisor::Shutdown() {
   std::error_code ignored;
   fs::remove_all(platform_.sensor.state_dir + "/bundles", ignored);
   fs::remove_all(platform_.sensor.state_dir + "/rootfs", ignored);
+  fs::remove_all(platform_.sensor.state_dir + "/bus", ignored);
   fs::remove(platform_.sensor.state_dir + "/netns", ignored);
 }
 
 nlohmann::json Supervisor::StatusJson() const {
   auto instruments = nlohmann::json::array();
+  auto bus_stats = broker_ ? broker_->Stats() : std::map<std::string, bus::EndpointStats>{};
   for (const auto& [name, entry] : entries_) {
     auto status = entry.instrument->StatusJson();
     status["files_expired"] = entry.files_expired;
+    if (auto stats = bus_stats.find(name); stats != bus_stats.end())
+      status["bus"] = BusStatusJson(stats->second);
     instruments.push_back(status);
   }
-  return {{"sensor", platform_.sensor.name}, {"instruments", instruments}};
+  nlohmann::json events = journal_.Counts();
+  return {{"sensor", platform_.sensor.name}, {"instruments", instruments}, {"events", events}};
 }
 
 }  // namespace custos

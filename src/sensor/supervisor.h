@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "bus/broker.h"
 #include "common/result.h"
+#include "sensor/event_journal.h"
 #include "sensor/event_loop.h"
 #include "sensor/instrument.h"
 #include "sensor/sensor_config.h"
@@ -39,6 +41,7 @@ class Supervisor {
   void Shutdown();
 
   nlohmann::json StatusJson() const;
+  const EventJournal& journal() const { return journal_; }
   const SensorPlatform& platform() const { return platform_; }
 
  private:
@@ -57,6 +60,8 @@ class Supervisor {
 
   EventLoop& loop_;
   SensorPlatform platform_;
+  EventJournal journal_;
+  std::unique_ptr<bus::Broker> broker_;
   std::map<std::string, Entry> entries_;
   EventLoop::TimerId sweep_timer_ = 0;
   bool shut_down_ = false;

@@ -137,9 +137,10 @@ void SensorUnderTest::WriteRawConfig(const std::string& text) {
 void SensorUnderTest::Start() {
   std::string log = root_ + "/sensord.log";
   int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  auto pid = SpawnProcess(
-      {"nsenter", "--net=" + host_.path(), "--", SensordBinary(), "--config", ConfigPath()}, fd,
-      fd);
+  // If the test process dies, sensord gets SIGTERM and cleans up after itself.
+  auto pid = SpawnProcess({"setpriv", "--pdeathsig", "TERM", "nsenter", "--net=" + host_.path(),
+                           "--", SensordBinary(), "--config", ConfigPath()},
+                          fd, fd);
   ::close(fd);
   ASSERT_TRUE(pid.ok()) << pid.error().message;
   pid_ = *pid;

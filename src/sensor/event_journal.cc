@@ -1,0 +1,31 @@
+#include "sensor/event_journal.h"
+
+namespace custos {
+
+void EventJournal::Record(std::string_view topic, std::string_view sender, std::string_view payload) {
+  std::lock_guard lock(mutex_);
+  ++counts_[std::string(topic)];
+  if (entries_.size() == capacity_) entries_.pop_front();
+  entries_.push_back({std::string(topic), std::string(sender), std::string(payload)});
+}
+
+nlohmann::json EventJournal::Recent(const std::string& topic, std::size_t limit) const {
+  std::lock_guard lock(mutex_);
+  auto events = nlohmann::json::array();
+  for (auto it = entries_.rbegin(); it != entries_.rend() && events.size() < limit; ++it) {
+    if (!topic.empty() && it->topic != topic) continue;
+    auto event = nlohmann::json::parse(it->payload, nullptr, false);
+    events.push_back({{"topic", it->topic},
+                      {"instrument", it->sender},
+                      {"event", event.is_discarded() ? nlohmann::json(it->payload) : event}});
+  }
+  std::reverse(events.begin(), events.end());
+  return events;
+}
+
+std::map<std::string, std::uint64_t> EventJournal::Counts() const {
+  std::lock_guard lock(mutex_);
+  return counts_;
+}
+
+}  // namespace custos

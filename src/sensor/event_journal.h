@@ -1,0 +1,39 @@
+// The platform's subscriber to every bus topic: keeps the latest events and
+// a count per topic, for `custos sensor events` and status. The uplink to
+// the fleet (a later issue) takes events from the same place. Thread-safe:
+// the broker thread records, the event loop reads.
+#pragma once
+
+#include <cstdint>
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+namespace custos {
+
+class EventJournal {
+ public:
+  explicit EventJournal(std::size_t capacity = 1000) : capacity_(capacity) {}
+
+  void Record(std::string_view topic, std::string_view sender, std::string_view payload);
+  // The newest `limit` events (oldest first), optionally of one topic.
+  nlohmann::json Recent(const std::string& topic, std::size_t limit) const;
+  std::map<std::string, std::uint64_t> Counts() const;
+
+ private:
+  struct Entry {
+    std::string topic;
+    std::string sender;
+    std::string payload;
+  };
+  std::size_t capacity_;
+  mutable std::mutex mutex_;
+  std::deque<Entry> entries_;
+  std::map<std::string, std::uint64_t> counts_;
+};
+
+}  // namespace custos
