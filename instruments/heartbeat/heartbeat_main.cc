@@ -1,6 +1,7 @@
 // heartbeat: appends "<unix time> alive" to /data/heartbeat-<hour>.log every
-// `interval_seconds` (setting, default 10) and deletes its own hourly files
-// older than CUSTOS_RETENTION_SECONDS. Exits 0 on SIGTERM.
+// `interval_seconds` (setting, default 10), publishes a `heartbeat` event on
+// the bus each time, and deletes its own hourly files older than
+// CUSTOS_RETENTION_SECONDS. Exits 0 on SIGTERM.
 #include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -11,7 +12,11 @@
 #include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+
+#include "custos/bus_client.h"
+#include "custos/event.h"
 
 namespace {
 
@@ -58,7 +63,26 @@ int main() {
   std::printf("heartbeat: writing to %s every %lds, keeping %lds\n", dir.c_str(), interval,
               retention);
   std::fflush(stdout);
+  std::optional<custos::BusClient> bus;
+  long sequence = 0;
   while (!g_stop) {
+    if (!bus) {
+      auto connected = custos::BusClient::Connect();
+      if (connected) {
+        bus.emplace(std::move(*connected));
+      } else if (sequence == 0) {
+        std::printf("heartbeat: no bus yet: %s\n", connected.error().message.c_str());
+      }
+    }
+    ++sequence;
+    if (bus) {
+      auto event = custos::MakeEvent("heartbeat");
+      event["heartbeat"] = {{"sequence", sequence}, {"interval_s", interval}};
+      if (auto published = bus->Publish("heartbeat", event.dump()); !published) {
+        std::printf("heartbeat: bus: %s\n", published.error().message.c_str());
+        bus.reset();
+      }
+    }
     std::time_t now = std::time(nullptr);
     char name[64];
     std::strftime(name, sizeof name, "heartbeat-%Y%m%d%H.log", std::gmtime(&now));

@@ -1,7 +1,9 @@
-// mirrorstat: reads every frame arriving on mirror0 and keeps counts of
-// frames and bytes in total and per ethertype, rewriting
-// /data/mirrorstat.json every `report_seconds` (setting, default 5).
-// Exits 0 on SIGTERM.
+// mirrorstat: reads every frame arriving on mirror0 and counts frames and
+// bytes in total and per ethertype. Every `report_seconds` (setting,
+// default 5) it rewrites /data/mirrorstat.json and publishes a `stats` event
+// on the bus. A `config` message {"ethertypes": ["0x0800", ...]} restricts
+// what it counts (an empty list counts everything); it answers with what it
+// now counts. Exits 0 on SIGTERM.
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
@@ -17,37 +19,60 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+
+#include "custos/bus_client.h"
+#include "custos/event.h"
+#include "custos/instrument.h"
 
 namespace {
 
 volatile sig_atomic_t g_stop = 0;
 void OnTerm(int) { g_stop = 1; }
 
-long Setting(const char* key, long fallback) {
-  const char* path = std::getenv("CUSTOS_SETTINGS");
-  if (path == nullptr) return fallback;
-  std::ifstream in(path);
-  auto document = nlohmann::json::parse(in, nullptr, false);
-  if (document.is_discarded()) return fallback;
-  return document.value("settings", nlohmann::json::object()).value(key, fallback);
-}
-
 struct Counts {
   std::uint64_t frames = 0;
   std::uint64_t bytes = 0;
 };
 
-void Report(const std::string& dir, const Counts& total,
-            const std::map<unsigned, Counts>& by_type) {
-  nlohmann::json report = {{"frames", total.frames}, {"bytes", total.bytes}};
+std::string TypeName(unsigned type) {
+  char name[8];
+  std::snprintf(name, sizeof name, "0x%04x", type);
+  return name;
+}
+
+nlohmann::json Report(const Counts& total, const std::map<unsigned, Counts>& by_type,
+                      const std::set<unsigned>& only) {
+  nlohmann::json report = {
+      {"frames", total.frames}, {"bytes", total.bytes}, {"ethertypes", nlohmann::json::object()}};
   for (const auto& [type, counts] : by_type) {
-    char name[8];
-    std::snprintf(name, sizeof name, "0x%04x", type);
-    report["ethertypes"][name] = {{"frames", counts.frames}, {"bytes", counts.bytes}};
+    report["ethertypes"][TypeName(type)] = {{"frames", counts.frames}, {"bytes", counts.bytes}};
   }
-  std::string temporary = dir + "/mirrorstat.json.tmp";
-  std::ofstream(temporary) << report.dump(1) << "\n";
-  std::rename(temporary.c_str(), (dir + "/mirrorstat.json").c_str());
+  auto filter = nlohmann::json::array();
+  for (unsigned type : only) filter.push_back(TypeName(type));
+  report["counting"] = filter.empty() ? nlohmann::json("all") : filter;
+  return report;
+}
+
+// Applies a config message; returns the reply or an error text.
+nlohmann::json ApplyConfig(const std::string& payload, std::set<unsigned>& only) {
+  auto config = nlohmann::json::parse(payload, nullptr, false);
+  if (!config.is_object() || !config.contains("ethertypes") || !config["ethertypes"].is_array()) {
+    return {{"applied", false}, {"error", "expected {\"ethertypes\": [\"0x0800\", ...]}"}};
+  }
+  std::set<unsigned> parsed;
+  for (const auto& item : config["ethertypes"]) {
+    if (!item.is_string()) return {{"applied", false}, {"error", "ethertypes must be strings"}};
+    char* end = nullptr;
+    unsigned long value = std::strtoul(item.get<std::string>().c_str(), &end, 16);
+    if (end == nullptr || *end != '\0' || value > 0xffff) {
+      return {{"applied", false}, {"error", "not an ethertype: " + item.get<std::string>()}};
+    }
+    parsed.insert(static_cast<unsigned>(value));
+  }
+  only = parsed;
+  return {{"applied", true}, {"ethertypes", config["ethertypes"]}};
 }
 
 }  // namespace
@@ -57,8 +82,9 @@ int main() {
   action.sa_handler = OnTerm;
   ::sigaction(SIGTERM, &action, nullptr);
   ::sigaction(SIGINT, &action, nullptr);
-  const char* data = std::getenv("CUSTOS_DATA");
-  std::string dir = data != nullptr ? data : "/data";
+  auto context = custos::InstrumentContext::Load();
+  std::string dir = context ? context->data_dir : "/data";
+  long report_seconds = context ? context->settings.value("report_seconds", 5L) : 5L;
   int fd = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
   sockaddr_ll address{};
   address.sll_family = AF_PACKET;
@@ -69,30 +95,55 @@ int main() {
     std::perror("mirrorstat: cannot read mirror0");
     return 1;
   }
-  auto interval = std::chrono::seconds(Setting("report_seconds", 5));
   std::printf("mirrorstat: counting frames on mirror0 into %s/mirrorstat.json\n", dir.c_str());
   std::fflush(stdout);
+  std::optional<custos::BusClient> bus;
   Counts total;
   std::map<unsigned, Counts> by_type;
+  std::set<unsigned> only;
   auto next_report = std::chrono::steady_clock::now();
   unsigned char frame[65536];
   while (!g_stop) {
-    pollfd entry{fd, POLLIN, 0};
-    if (::poll(&entry, 1, 500) > 0) {
+    if (!bus) {
+      if (auto connected = custos::BusClient::Connect(); connected)
+        bus.emplace(std::move(*connected));
+    }
+    pollfd entries[2] = {{fd, POLLIN, 0}, {bus ? bus->fd() : -1, POLLIN, 0}};
+    if (::poll(entries, 2, 500) > 0 && (entries[0].revents & POLLIN)) {
       ssize_t n = ::recv(fd, frame, sizeof frame, MSG_TRUNC);
-      if (n >= 14) {
-        unsigned type = (frame[12] << 8) | frame[13];
+      unsigned type = n >= 14 ? static_cast<unsigned>((frame[12] << 8) | frame[13]) : 0;
+      if (n >= 14 && (only.empty() || only.contains(type))) {
         ++total.frames;
         total.bytes += static_cast<std::uint64_t>(n);
         ++by_type[type].frames;
         by_type[type].bytes += static_cast<std::uint64_t>(n);
       }
     }
+    if (bus && (entries[1].revents & (POLLIN | POLLHUP))) {
+      auto message = bus->Receive(std::chrono::milliseconds(0));
+      if (!message) {
+        bus.reset();
+      } else if (message->has_value() && (*message)->kind == custos::BusMessage::Kind::kMessage &&
+                 (*message)->type == "config") {
+        auto reply = ApplyConfig((*message)->payload, only);
+        std::printf("mirrorstat: config from %s: %s\n", (*message)->sender.c_str(),
+                    reply.dump().c_str());
+        std::fflush(stdout);
+        if ((*message)->wants_reply) (void)bus->Reply(**message, reply.dump());
+      }
+    }
     if (std::chrono::steady_clock::now() >= next_report) {
-      Report(dir, total, by_type);
-      next_report += interval;
+      auto report = Report(total, by_type, only);
+      std::string temporary = dir + "/mirrorstat.json.tmp";
+      std::ofstream(temporary) << report.dump(1) << "\n";
+      std::rename(temporary.c_str(), (dir + "/mirrorstat.json").c_str());
+      if (bus) {
+        auto event = custos::MakeEvent("stats");
+        event["stats"] = report;
+        if (!bus->Publish("stats", event.dump())) bus.reset();
+      }
+      next_report += std::chrono::seconds(report_seconds);
     }
   }
-  Report(dir, total, by_type);
   return 0;
 }

@@ -2,7 +2,8 @@
 
 namespace custos {
 
-void EventJournal::Record(std::string_view topic, std::string_view sender, std::string_view payload) {
+void EventJournal::Record(std::string_view topic, std::string_view sender,
+                          std::string_view payload) {
   std::lock_guard lock(mutex_);
   ++counts_[std::string(topic)];
   if (entries_.size() == capacity_) entries_.pop_front();

@@ -4,8 +4,8 @@
 // the broker thread records, the event loop reads.
 #pragma once
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <mutex>

@@ -5,8 +5,8 @@
 //   sendfile:TO:NAME:CONTENT   settings
 //   forge:VICTIM:TOPIC         (writes an event frame naming another sender)
 //   garbage                    (writes bytes that are no frame)
-//   listen                     (prints messages, files, errors; counts events; replies "ack:<payload>")
-//   stuck                      (never reads again)
+//   listen                     (prints messages, files, errors; counts events; replies
+//   "ack:<payload>") stuck                      (never reads again)
 // Each action reports one JSON line {"action","ok","detail"} on stdout.
 #include <signal.h>
 #include <sys/mman.h>
@@ -36,7 +36,8 @@ std::vector<std::string> Split(const std::string& text) {
 }
 
 void Report(const std::string& action, bool ok, const std::string& detail) {
-  std::printf("%s\n", nlohmann::json({{"action", action}, {"ok", ok}, {"detail", detail}}).dump().c_str());
+  std::printf("%s\n",
+              nlohmann::json({{"action", action}, {"ok", ok}, {"detail", detail}}).dump().c_str());
   std::fflush(stdout);
 }
 
@@ -52,10 +53,12 @@ void Idle() {
 void Raw(custos::BusClient& client, const std::string& action, const std::string& bytes) {
   (void)!::write(client.fd(), bytes.data(), bytes.size());
   auto answer = client.Receive(std::chrono::seconds(3));
-  std::string detail = !answer ? answer.error().message
-                               : (answer->has_value() ? (*answer)->payload : std::string("no answer"));
+  std::string detail = !answer
+                           ? answer.error().message
+                           : (answer->has_value() ? (*answer)->payload : std::string("no answer"));
   auto after = client.Receive(std::chrono::seconds(1));
-  Report(action, false, detail + (after.ok() ? " | connection still open" : " | connection closed"));
+  Report(action, false,
+         detail + (after.ok() ? " | connection still open" : " | connection closed"));
 }
 
 void Listen(custos::BusClient& client) {
@@ -78,20 +81,26 @@ void Listen(custos::BusClient& client) {
           ++total;
           break;
         case custos::BusMessage::Kind::kMessage:
-          std::printf("%s\n", nlohmann::json({{"got", "message"}, {"sender", message.sender}, {"type", message.type},
+          std::printf("%s\n", nlohmann::json({{"got", "message"},
+                                              {"sender", message.sender},
+                                              {"type", message.type},
                                               {"payload", message.payload}})
                                   .dump()
                                   .c_str());
           if (message.wants_reply) (void)client.Reply(message, "ack:" + message.payload);
           break;
         case custos::BusMessage::Kind::kFile:
-          std::printf("%s\n", nlohmann::json({{"got", "file"}, {"sender", message.sender}, {"name", message.type},
+          std::printf("%s\n", nlohmann::json({{"got", "file"},
+                                              {"sender", message.sender},
+                                              {"name", message.type},
                                               {"path", message.payload}})
                                   .dump()
                                   .c_str());
           break;
         case custos::BusMessage::Kind::kError:
-          std::printf("%s\n", nlohmann::json({{"got", "error"}, {"payload", message.payload}}).dump().c_str());
+          std::printf(
+              "%s\n",
+              nlohmann::json({{"got", "error"}, {"payload", message.payload}}).dump().c_str());
           break;
       }
       std::fflush(stdout);
