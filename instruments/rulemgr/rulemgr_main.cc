@@ -45,7 +45,8 @@ int main() {
       if (applied || !bus) continue;
       auto reply = bus->Request(name, "config", targets[name].dump());
       if (!reply) {
-        std::printf("rulemgr: %s not configured yet: %s\n", name.c_str(), reply.error().message.c_str());
+        std::printf("rulemgr: %s not configured yet: %s\n", name.c_str(),
+                    reply.error().message.c_str());
         continue;
       }
       auto answer = nlohmann::json::parse(*reply, nullptr, false);

@@ -266,11 +266,19 @@ void Broker::ReadFrom(Connection& connection) {
       Close(connection);
       return;
     }
-    connection.in.append(data, static_cast<std::size_t>(n));
+    // Decode straight from the receive buffer unless a partial frame waits;
+    // only an unfinished tail is kept, so most bytes are copied once less.
+    std::string_view input;
+    bool buffered = !connection.in.empty();
+    if (buffered) {
+      connection.in.append(data, static_cast<std::size_t>(n));
+      input = std::string_view(connection.in).substr(connection.in_offset);
+    } else {
+      input = std::string_view(data, static_cast<std::size_t>(n));
+    }
+    std::size_t used = 0;
     for (;;) {
-      std::string_view pending(connection.in);
-      pending.remove_prefix(connection.in_offset);
-      auto decoded = DecodeFrame(pending, limits_.max_frame, frame);
+      auto decoded = DecodeFrame(input.substr(used), limits_.max_frame, frame, false);
       if (decoded.status == DecodeStatus::kNeedMore) break;
       if (decoded.status == DecodeStatus::kInvalid) {
         ++connection.endpoint->stats.malformed;
@@ -279,17 +287,13 @@ void Broker::ReadFrom(Connection& connection) {
         Close(connection);
         return;
       }
-      connection.in_offset += decoded.consumed;
+      used += decoded.consumed;
       Dispatch(connection, frame, connection.fds);
       if (connection.closing) return;
     }
-    if (connection.in_offset == connection.in.size()) {
-      connection.in.clear();
-      connection.in_offset = 0;
-    } else if (connection.in_offset > 65536) {
-      connection.in.erase(0, connection.in_offset);
-      connection.in_offset = 0;
-    }
+    std::string rest(input.substr(used));
+    connection.in = std::move(rest);
+    connection.in_offset = 0;
   }
 }
 
@@ -345,7 +349,7 @@ void Broker::Publish(Connection& from, const Frame& frame) {
     for (Connection* subscriber : subscribers->second) {
       auto& counters = subscriber->endpoint->stats.topics[frame.first];
       std::size_t before = subscriber->out.size();
-      EncodeEvent(frame.first, sender, frame.payload, subscriber->out);
+      EncodeEvent(frame.first, sender, frame.payload_view, subscriber->out);
       if (subscriber->Queued() > limits_.queue_bytes) {
         subscriber->out.resize(before);
         ++counters.dropped;
@@ -358,7 +362,7 @@ void Broker::Publish(Connection& from, const Frame& frame) {
       }
     }
   }
-  if (sink_) sink_(frame.first, sender, frame.payload);
+  if (sink_) sink_(frame.first, sender, frame.payload_view);
 }
 
 void Broker::SendDirect(Connection& from, const Frame& frame) {
@@ -396,7 +400,7 @@ void Broker::SendDirect(Connection& from, const Frame& frame) {
                               sender,
                               type,
                               {},
-                              frame.payload})) {
+                              std::string(frame.payload_view)})) {
     ++target->endpoint->stats.messages_dropped;
     Refuse(from, frame.request_id, ErrorCode::kBusy,
            recipient + "'s queue is full; message not delivered");
@@ -433,7 +437,7 @@ void Broker::Reply(Connection& from, const Frame& frame) {
                                    from.endpoint->spec.name,
                                    "",
                                    {},
-                                   frame.payload})) {
+                                   std::string(frame.payload_view)})) {
       ++requester->endpoint->stats.messages_dropped;
       Refuse(from, 0, ErrorCode::kBusy, frame.first + "'s queue is full; reply not delivered");
     }

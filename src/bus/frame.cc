@@ -93,7 +93,8 @@ void EncodeEvent(std::string_view topic, std::string_view sender, std::string_vi
   out.append(payload);
 }
 
-DecodeResult DecodeFrame(std::string_view input, std::uint32_t max_frame, Frame& frame) {
+DecodeResult DecodeFrame(std::string_view input, std::uint32_t max_frame, Frame& frame,
+                         bool copy_payload) {
   DecodeResult result;
   if (input.size() < kHeaderSize) return result;
   const auto* header = reinterpret_cast<const unsigned char*>(input.data());
@@ -129,7 +130,12 @@ DecodeResult DecodeFrame(std::string_view input, std::uint32_t max_frame, Frame&
     if (!body.String(item)) return invalid("frame list is truncated or an entry is too long");
     frame.list.push_back(std::move(item));
   }
-  frame.payload.assign(body.Rest());
+  frame.payload_view = body.Rest();
+  if (copy_payload) {
+    frame.payload.assign(frame.payload_view);
+  } else {
+    frame.payload.clear();
+  }
   result.status = DecodeStatus::kFrame;
   result.consumed = kHeaderSize + length;
   return result;

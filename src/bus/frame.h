@@ -56,6 +56,9 @@ struct Frame {
   std::string second;
   std::vector<std::string> list;
   std::string payload;
+  // Set by DecodeFrame: the payload inside the decoded input, valid while
+  // that input is. Copied into `payload` unless the caller opts out.
+  std::string_view payload_view;
 };
 
 // Appends the encoded frame to `out`.
@@ -74,7 +77,8 @@ struct DecodeResult {
 
 // Decodes one frame from the front of `input`, checking every length against
 // what is there and against `max_frame`.
-DecodeResult DecodeFrame(std::string_view input, std::uint32_t max_frame, Frame& frame);
+DecodeResult DecodeFrame(std::string_view input, std::uint32_t max_frame, Frame& frame,
+                         bool copy_payload = true);
 
 // Topics, instrument names and message types: 1-128 of [a-z0-9._-].
 bool IsValidName(std::string_view name);

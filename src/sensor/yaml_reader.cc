@@ -49,7 +49,10 @@ int YamlField::Line() const { return node_.IsDefined() ? node_.Mark().line + 1 :
 Error YamlField::Fail(const std::string& problem) const {
   std::string where = file_;
   int line = Line();
-  if (line > 0) where += ":" + std::to_string(line);
+  if (line > 0) {
+    where += ':';  // appended piecewise: GCC 12 warns falsely on ":" + to_string()
+    where += std::to_string(line);
+  }
   return Error{where + ": " + (path_.empty() ? "document" : path_) + ": " + problem};
 }
 
