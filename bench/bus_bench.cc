@@ -32,7 +32,8 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 std::int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
 }
 
 struct LatencySamples {
@@ -46,7 +47,8 @@ struct LatencySamples {
   double Percentile(double p) {
     std::sort(micros.begin(), micros.end());
     if (micros.empty()) return -1;
-    return micros[std::min(micros.size() - 1, static_cast<size_t>(p * static_cast<double>(micros.size())))];
+    return micros[std::min(micros.size() - 1,
+                           static_cast<size_t>(p * static_cast<double>(micros.size())))];
   }
 };
 
@@ -123,8 +125,9 @@ struct OurBus {
     auto publisher = std::move(*BusClient::Connect(dir + "/pub.sock"));
     publisher.set_auto_flush(false);
     auto start = Clock::now();
-    PublishLoop(count, bytes, rate, [&](const std::string& p) { (void)publisher.Publish("flow", p); },
-                [&] { (void)publisher.Flush(); });
+    PublishLoop(
+        count, bytes, rate, [&](const std::string& p) { (void)publisher.Publish("flow", p); },
+        [&] { (void)publisher.Flush(); });
     for (auto& thread : threads) thread.join();
     double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     if (done != subscribers) std::fprintf(stderr, "bus: a subscriber did not get every event\n");
@@ -187,16 +190,20 @@ struct Nats {
       states.back()->count = count;
       states.back()->latency = i == 0 ? latency : nullptr;
       natsConnection_ConnectTo(&connections[i], url.c_str());
-      natsConnection_Subscribe(&subscriptions[i], connections[i], "flow", OnMessage, states.back().get());
+      natsConnection_Subscribe(&subscriptions[i], connections[i], "flow", OnMessage,
+                               states.back().get());
       natsSubscription_SetPendingLimits(subscriptions[i], -1, -1);
       natsConnection_Flush(connections[i]);
     }
     natsConnection* publisher = nullptr;
     natsConnection_ConnectTo(&publisher, url.c_str());
     auto start = Clock::now();
-    PublishLoop(count, bytes, rate,
-                [&](const std::string& p) { natsConnection_Publish(publisher, "flow", p.data(), static_cast<int>(p.size())); },
-                [&] { natsConnection_Flush(publisher); });
+    PublishLoop(
+        count, bytes, rate,
+        [&](const std::string& p) {
+          natsConnection_Publish(publisher, "flow", p.data(), static_cast<int>(p.size()));
+        },
+        [&] { natsConnection_Flush(publisher); });
     auto deadline = Clock::now() + std::chrono::seconds(60);
     for (auto& state : states) {
       while (state->received < count && Clock::now() < deadline) std::this_thread::yield();
@@ -216,9 +223,12 @@ struct Nats {
 
 template <typename System>
 void Measure(System& system, const char* suffix, long scale) {
-  std::printf("BENCH bus_events_per_s_1sub_64B%s %.0f events/s\n", suffix, system.Run(1, 1'000'000 / scale, 64, 0, nullptr));
-  std::printf("BENCH bus_events_per_s_4sub_64B%s %.0f events/s\n", suffix, system.Run(4, 500'000 / scale, 64, 0, nullptr));
-  std::printf("BENCH bus_events_per_s_1sub_512B%s %.0f events/s\n", suffix, system.Run(1, 500'000 / scale, 512, 0, nullptr));
+  std::printf("BENCH bus_events_per_s_1sub_64B%s %.0f events/s\n", suffix,
+              system.Run(1, 1'000'000 / scale, 64, 0, nullptr));
+  std::printf("BENCH bus_events_per_s_4sub_64B%s %.0f events/s\n", suffix,
+              system.Run(4, 500'000 / scale, 64, 0, nullptr));
+  std::printf("BENCH bus_events_per_s_1sub_512B%s %.0f events/s\n", suffix,
+              system.Run(1, 500'000 / scale, 512, 0, nullptr));
   LatencySamples latency;
   system.Run(1, 30'000 / scale, 64, 10'000, &latency);
   std::printf("BENCH bus_p50_us%s %.1f us\n", suffix, latency.Percentile(0.50));

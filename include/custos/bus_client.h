@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,6 +86,8 @@ class BusClient {
   // Reads one frame (or times out) and files it; returns false on timeout.
   Result<bool> ReadOne(std::chrono::steady_clock::time_point deadline);
   Result<Answer> WaitFor(std::uint32_t request_id, std::chrono::milliseconds timeout);
+  std::uint32_t NextId();
+  Status Check(std::string_view name, std::string_view payload) const;
 
   int fd_ = -1;
   std::string name_;
@@ -95,6 +98,7 @@ class BusClient {
   std::size_t in_offset_ = 0;  // bytes of in_ already decoded
   std::deque<BusMessage> inbox_;
   std::deque<std::pair<std::uint32_t, Answer>> answers_;
+  std::set<std::uint32_t> outstanding_;  // request ids still awaited
 };
 
 }  // namespace custos

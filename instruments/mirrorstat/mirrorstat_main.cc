@@ -3,7 +3,7 @@
 // default 5) it rewrites /data/mirrorstat.json and publishes a `stats` event
 // on the bus. A `config` message {"ethertypes": ["0x0800", ...]} restricts
 // what it counts (an empty list counts everything); it answers with what it
-// now counts. Exits 0 on SIGTERM.
+// now counts. Its UI answers GET /stats with the same report. Exits 0 on SIGTERM.
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
@@ -18,12 +18,14 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 
 #include "custos/bus_client.h"
 #include "custos/event.h"
+#include "custos/http_ui.h"
 #include "custos/instrument.h"
 
 namespace {
@@ -99,6 +101,15 @@ int main() {
   std::fflush(stdout);
   std::optional<custos::BusClient> bus;
   Counts total;
+  // The last report, for the UI thread.
+  std::mutex report_mutex;
+  std::string last_report = "{}";
+  auto ui = custos::HttpUi::Start([&](const custos::HttpRequest& request) {
+    if (request.target != "/stats") return custos::HttpResponse{404, "text/plain", "try /stats\n"};
+    std::lock_guard lock(report_mutex);
+    return custos::HttpResponse{200, "application/json", last_report};
+  });
+  if (!ui) std::printf("mirrorstat: no UI: %s\n", ui.error().message.c_str());
   std::map<unsigned, Counts> by_type;
   std::set<unsigned> only;
   auto next_report = std::chrono::steady_clock::now();
@@ -134,6 +145,10 @@ int main() {
     }
     if (std::chrono::steady_clock::now() >= next_report) {
       auto report = Report(total, by_type, only);
+      {
+        std::lock_guard lock(report_mutex);
+        last_report = report.dump();
+      }
       std::string temporary = dir + "/mirrorstat.json.tmp";
       std::ofstream(temporary) << report.dump(1) << "\n";
       std::rename(temporary.c_str(), (dir + "/mirrorstat.json").c_str());

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "bus/file_delivery.h"
+#include "common/log.h"
 
 namespace custos::bus {
 namespace {
@@ -60,8 +61,15 @@ struct Broker::Endpoint {
   UniqueFd listener;
   std::vector<Connection*> connections;
   EndpointStats stats;
-  // (requester, request id) -> requester's connection id, awaiting a reply.
-  std::map<std::pair<std::string, std::uint32_t>, std::uint64_t> pending;
+  // Requests to this endpoint awaiting a reply, by the token the broker
+  // gave them (ids chosen by clients could collide across connections).
+  struct Pending {
+    std::uint64_t requester_connection = 0;
+    std::string requester;
+    std::uint32_t request_id = 0;  // as the requester chose it
+    std::chrono::steady_clock::time_point since;
+  };
+  std::map<std::uint32_t, Pending> pending;
 };
 
 Broker::Broker(const BrokerLimits& limits) : limits_(limits) {}
@@ -184,7 +192,10 @@ void Broker::Loop() {
   epoll_event events[64];
   for (;;) {
     int count = ::epoll_wait(epoll_.get(), events, 64, -1);
-    if (count < 0 && errno != EINTR) return;
+    if (count < 0 && errno != EINTR) {
+      spdlog::critical("bus broker stopped: epoll_wait: {}", std::strerror(errno));
+      return;
+    }
     std::lock_guard lock(mutex_);
     if (stopping_) return;
     for (int i = 0; i < count; ++i) {
@@ -291,13 +302,30 @@ void Broker::ReadFrom(Connection& connection) {
       Dispatch(connection, frame, connection.fds);
       if (connection.closing) return;
     }
-    std::string rest(input.substr(used));
-    connection.in = std::move(rest);
-    connection.in_offset = 0;
+    if (buffered) {
+      connection.in_offset += used;
+      if (connection.in_offset == connection.in.size()) {
+        connection.in.clear();
+        connection.in_offset = 0;
+      } else if (connection.in_offset > 65536) {
+        connection.in.erase(0, connection.in_offset);
+        connection.in_offset = 0;
+      }
+    } else {
+      connection.in.assign(input.substr(used));
+      connection.in_offset = 0;
+    }
   }
 }
 
 void Broker::Dispatch(Connection& connection, Frame& frame, std::vector<UniqueFd>& fds) {
+  // What the broker forwards adds names to the payload; it must still fit.
+  if (frame.payload_view.size() > MaxPayload(limits_.max_frame)) {
+    Refuse(connection, frame.request_id, ErrorCode::kMalformed,
+           "payload of " + std::to_string(frame.payload_view.size()) +
+               " bytes exceeds the limit of " + std::to_string(MaxPayload(limits_.max_frame)));
+    return;
+  }
   if (IsBrokerOnly(frame.type)) {
     // The only way to claim another sender would be to send what only the
     // broker sends; that ends the connection.
@@ -321,13 +349,15 @@ void Broker::Dispatch(Connection& connection, Frame& frame, std::vector<UniqueFd
     case FrameType::kFileSend:
       return SendFile(connection, frame, fds);
     case FrameType::kGetSettings:
-      Enqueue(connection, Frame{FrameType::kSettings,
-                                frame.request_id,
-                                0,
-                                "",
-                                "",
-                                {},
-                                connection.endpoint->spec.settings_json});
+      if (!Enqueue(connection, Frame{FrameType::kSettings,
+                                     frame.request_id,
+                                     0,
+                                     "",
+                                     "",
+                                     {},
+                                     connection.endpoint->spec.settings_json})) {
+        ++connection.endpoint->stats.messages_dropped;
+      }
       return;
     default:
       return;
@@ -390,12 +420,18 @@ void Broker::SendDirect(Connection& from, const Frame& frame) {
   bool wants_reply = frame.code == kWantsReply;
   auto& pending = target->endpoint->pending;
   if (wants_reply && pending.size() >= limits_.pending_requests) {
+    // Requests nobody answered for a minute are forgotten before refusing.
+    auto cutoff = std::chrono::steady_clock::now() - std::chrono::minutes(1);
+    std::erase_if(pending, [&](const auto& entry) { return entry.second.since < cutoff; });
+  }
+  if (wants_reply && pending.size() >= limits_.pending_requests) {
     Refuse(from, frame.request_id, ErrorCode::kBusy,
            recipient + " has too many unanswered requests");
     return;
   }
+  std::uint32_t token = wants_reply ? NextToken() : frame.request_id;
   if (!Enqueue(*target, Frame{FrameType::kMessage,
-                              frame.request_id,
+                              token,
                               frame.code,
                               sender,
                               type,
@@ -409,7 +445,7 @@ void Broker::SendDirect(Connection& from, const Frame& frame) {
   ++from.endpoint->stats.messages_sent;
   ++target->endpoint->stats.messages_received;
   if (wants_reply) {
-    pending[{sender, frame.request_id}] = from.id;
+    pending[token] = {from.id, sender, frame.request_id, std::chrono::steady_clock::now()};
   } else {
     Enqueue(from, Frame{FrameType::kOk, frame.request_id, 0, "", "", {}, ""});
   }
@@ -417,8 +453,8 @@ void Broker::SendDirect(Connection& from, const Frame& frame) {
 
 void Broker::Reply(Connection& from, const Frame& frame) {
   auto& pending = from.endpoint->pending;
-  auto found = pending.find({frame.first, frame.request_id});
-  if (found == pending.end()) {
+  auto found = pending.find(frame.request_id);
+  if (found == pending.end() || found->second.requester != frame.first) {
     // Request id 0: the refusal arrives as an asynchronous error, since the
     // replier waits for no answer of its own.
     Refuse(from, 0, ErrorCode::kUnknown,
@@ -426,13 +462,14 @@ void Broker::Reply(Connection& from, const Frame& frame) {
                " awaits a reply");
     return;
   }
-  std::uint64_t requester_id = found->second;
+  Endpoint::Pending request = found->second;
   pending.erase(found);
-  for (Connection* requester : endpoints_.count(frame.first) ? endpoints_[frame.first]->connections
-                                                             : std::vector<Connection*>{}) {
-    if (requester->id != requester_id) continue;
+  auto requester_endpoint = endpoints_.find(request.requester);
+  if (requester_endpoint == endpoints_.end()) return;
+  for (Connection* requester : requester_endpoint->second->connections) {
+    if (requester->id != request.requester_connection) continue;
     if (!Enqueue(*requester, Frame{FrameType::kResponse,
-                                   frame.request_id,
+                                   request.request_id,
                                    0,
                                    from.endpoint->spec.name,
                                    "",
@@ -443,6 +480,11 @@ void Broker::Reply(Connection& from, const Frame& frame) {
     }
     return;
   }
+}
+
+std::uint32_t Broker::NextToken() {
+  if (++next_token_ == 0) ++next_token_;
+  return next_token_;
 }
 
 void Broker::Subscribe(Connection& from, const Frame& frame) {
@@ -483,20 +525,22 @@ void Broker::SendFile(Connection& from, const Frame& frame, std::vector<UniqueFd
     }
     auto& target = *endpoint->second;
     auto delivered = DeliverToInbox(file.get(), target.spec.persistent_dir, target.spec.host_uid,
-                                    frame.second, limits_.max_file_bytes);
+                                    sender, frame.second, limits_.max_file_bytes);
     if (!delivered) {
       failures += (failures.empty() ? "" : "; ") + (recipient + ": " + delivered.error().message);
       continue;
     }
     ++target.stats.files_received;
     if (Connection* connection = Primary(recipient)) {
-      Enqueue(*connection, Frame{FrameType::kFile,
-                                 0,
-                                 0,
-                                 sender,
-                                 frame.second,
-                                 {},
-                                 "/data/" + delivered->relative_path});
+      if (!Enqueue(*connection, Frame{FrameType::kFile,
+                                      0,
+                                      0,
+                                      sender,
+                                      frame.second,
+                                      {},
+                                      "/data/" + delivered->relative_path})) {
+        ++target.stats.messages_dropped;
+      }
     }
   }
   if (failures.empty()) {
@@ -520,6 +564,13 @@ bool Broker::Enqueue(Connection& to, const Frame& frame) {
   bool control = frame.type == FrameType::kError || frame.type == FrameType::kOk;
   if (!control && to.Queued() > limits_.queue_bytes) {
     to.out.resize(before);
+    return false;
+  }
+  if (control && to.Queued() > 2 * limits_.queue_bytes) {
+    // It keeps sending but never reads even its errors: cut it off.
+    to.out.resize(before);
+    ++to.endpoint->stats.overflowed;
+    Close(to);
     return false;
   }
   if (!to.dirty) {
@@ -583,8 +634,9 @@ void Broker::Close(Connection& connection) {
   std::erase(peers, &connection);
   // Requests it made can no longer be answered.
   for (auto& [name, endpoint] : endpoints_) {
-    std::erase_if(endpoint->pending,
-                  [&](const auto& entry) { return entry.second == connection.id; });
+    std::erase_if(endpoint->pending, [&](const auto& entry) {
+      return entry.second.requester_connection == connection.id;
+    });
   }
   to_close_.push_back(connection.fd.get());
 }

@@ -55,9 +55,11 @@ struct EndpointStats {
   std::size_t connections = 0;
   std::uint64_t messages_sent = 0;
   std::uint64_t messages_received = 0;
-  std::uint64_t refused = 0;           // frames refused by policy
-  std::uint64_t messages_dropped = 0;  // direct messages and replies lost to a full queue
-  std::uint64_t malformed = 0;         // connections closed for a bad frame
+  std::uint64_t refused = 0;  // frames refused by policy
+  std::uint64_t messages_dropped =
+      0;                         // messages, replies, file notices, settings lost to a full queue
+  std::uint64_t overflowed = 0;  // connections closed for not reading even their errors
+  std::uint64_t malformed = 0;   // connections closed for a bad frame
   std::uint64_t files_received = 0;
   std::size_t queued_bytes = 0;
   std::map<std::string, TopicCounters> topics;
@@ -105,6 +107,7 @@ class Broker {
   void CloseMarked();
   Connection* Primary(const std::string& endpoint);
   void Watch(int fd, std::uint32_t events);
+  std::uint32_t NextToken();
 
   BrokerLimits limits_;
   mutable std::mutex mutex_;
@@ -121,6 +124,7 @@ class Broker {
   std::vector<Connection*> dirty_;
   std::vector<int> to_close_;
   std::uint64_t next_connection_id_ = 1;
+  std::uint32_t next_token_ = 0;
 };
 
 }  // namespace custos::bus

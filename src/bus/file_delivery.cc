@@ -1,18 +1,31 @@
 #include "bus/file_delivery.h"
 
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 
 #include "common/unique_fd.h"
 
 namespace custos::bus {
 namespace {
 
-std::atomic<std::uint64_t> g_sequence{0};
+// Unique across restarts of sensord: time, then random bits from the kernel.
+std::string UniquePrefix() {
+  std::uint32_t random = 0;
+  if (::getrandom(&random, sizeof random, 0) != sizeof random) random = 0;
+  char text[48];
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  std::snprintf(
+      text, sizeof text, "%lld-%08x",
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::microseconds>(now).count()),
+      random);
+  return text;
+}
 
 Status CopyAll(int from, int to, std::uint64_t size) {
   char buffer[65536];
@@ -38,8 +51,8 @@ Status CopyAll(int from, int to, std::uint64_t size) {
 }  // namespace
 
 Result<DeliveredFile> DeliverToInbox(int source_fd, const std::string& persistent_dir,
-                                     std::uint32_t owner_uid, const std::string& file_name,
-                                     std::uint64_t max_bytes) {
+                                     std::uint32_t owner_uid, const std::string& sender,
+                                     const std::string& file_name, std::uint64_t max_bytes) {
   struct stat source {};
   if (::fstat(source_fd, &source) != 0) return ErrnoError("fstat the offered file");
   // A pipe or socket could block the broker forever; only files are accepted.
@@ -57,7 +70,7 @@ Result<DeliveredFile> DeliverToInbox(int source_fd, const std::string& persisten
   if (!inbox.valid()) return ErrnoError("open inbox (is it a symlink?)");
   if (::fchown(inbox.get(), owner_uid, owner_uid) != 0) return ErrnoError("chown inbox");
 
-  std::string name = std::to_string(++g_sequence) + "-" + file_name;
+  std::string name = UniquePrefix() + "-" + sender + "-" + file_name;
   UniqueFd target(::openat(inbox.get(), name.c_str(),
                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!target.valid()) return ErrnoError("create inbox/" + name);
@@ -65,7 +78,10 @@ Result<DeliveredFile> DeliverToInbox(int source_fd, const std::string& persisten
     ::unlinkat(inbox.get(), name.c_str(), 0);
     return copied.error();
   }
-  if (::fchown(target.get(), owner_uid, owner_uid) != 0) return ErrnoError("chown inbox/" + name);
+  if (::fchown(target.get(), owner_uid, owner_uid) != 0) {
+    ::unlinkat(inbox.get(), name.c_str(), 0);
+    return ErrnoError("chown inbox/" + name);
+  }
   return DeliveredFile{"inbox/" + name, size};
 }
 

@@ -80,6 +80,12 @@ struct DecodeResult {
 DecodeResult DecodeFrame(std::string_view input, std::uint32_t max_frame, Frame& frame,
                          bool copy_payload = true);
 
+// The largest payload whose frame still fits `max_frame` with every field at
+// its longest, so what the broker forwards never exceeds the limit.
+constexpr std::size_t MaxPayload(std::uint32_t max_frame) {
+  return max_frame - (4 + 2 + 2 * (2 + kMaxNameLength) + 2);
+}
+
 // Topics, instrument names and message types: 1-128 of [a-z0-9._-].
 bool IsValidName(std::string_view name);
 // File names handed between instruments: 1-128 of [A-Za-z0-9._-], not starting with '.'.

@@ -52,8 +52,10 @@ void PrintStatus(const nlohmann::json& status) {
 }
 
 void PrintEvents(const nlohmann::json& reply) {
-  for (const auto& event : reply.value("events", nlohmann::json::array()))
-    std::printf("%s\n", event.dump().c_str());
+  for (const auto& event : reply.value("events", nlohmann::json::array())) {
+    std::printf("%s %s %s\n", Text(event["topic"]).c_str(), Text(event["instrument"]).c_str(),
+                Text(event["event"]).c_str());
+  }
 }
 
 int Send(const std::string& socket, const nlohmann::json& request, bool json_output) {

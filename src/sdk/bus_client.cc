@@ -62,6 +62,7 @@ BusClient& BusClient::operator=(BusClient&& other) noexcept {
     in_offset_ = other.in_offset_;
     inbox_ = std::move(other.inbox_);
     answers_ = std::move(other.answers_);
+    outstanding_ = std::move(other.outstanding_);
   }
   return *this;
 }
@@ -105,7 +106,22 @@ Status BusClient::Flush() {
   return Write(pending);
 }
 
+std::uint32_t BusClient::NextId() {
+  if (next_request_ == 0) next_request_ = 1;  // 0 means "no request"
+  outstanding_.insert(next_request_);
+  return next_request_++;
+}
+
+Status BusClient::Check(std::string_view name, std::string_view payload) const {
+  if (!bus::IsValidName(name)) return Error{"'" + std::string(name) + "' is not a valid bus name"};
+  if (payload.size() > bus::MaxPayload(kMaxFrame)) {
+    return Error{"payload of " + std::to_string(payload.size()) + " bytes is over the bus limit"};
+  }
+  return {};
+}
+
 Status BusClient::Publish(std::string_view topic, std::string_view payload) {
+  CUSTOS_TRY(Check(topic, payload));
   bus::EncodeFrame(
       Frame{FrameType::kPublish, 0, 0, std::string(topic), "", {}, std::string(payload)}, out_);
   if (auto_flush_ || out_.size() >= 64 * 1024) return Flush();
@@ -139,13 +155,16 @@ Result<bool> BusClient::ReadOne(Clock::time_point deadline) {
         case FrameType::kOk:
         case FrameType::kResponse:
         case FrameType::kSettings:
-          answers_.push_back({frame.request_id, Answer{true, std::move(frame.payload)}});
+          // An answer that came after its caller gave up is dropped.
+          if (outstanding_.contains(frame.request_id)) {
+            answers_.push_back({frame.request_id, Answer{true, std::move(frame.payload)}});
+          }
           break;
         case FrameType::kError:
-          if (frame.request_id == 0) {
-            inbox_.push_back({BusMessage::Kind::kError, "", "", "", std::move(frame.payload)});
-          } else {
+          if (outstanding_.contains(frame.request_id)) {
             answers_.push_back({frame.request_id, Answer{false, std::move(frame.payload)}});
+          } else {
+            inbox_.push_back({BusMessage::Kind::kError, "", "", "", std::move(frame.payload)});
           }
           break;
         default:
@@ -189,7 +208,8 @@ Result<BusClient::Answer> BusClient::WaitFor(std::uint32_t request_id,
 }
 
 Status BusClient::Subscribe(const std::string& topic, std::chrono::milliseconds timeout) {
-  std::uint32_t id = next_request_++;
+  CUSTOS_TRY(Check(topic, ""));
+  std::uint32_t id = NextId();
   bus::EncodeFrame(Frame{FrameType::kSubscribe, id, 0, topic, "", {}, ""}, out_);
   auto answer = WaitFor(id, timeout);
   if (!answer) return answer.error();
@@ -199,7 +219,9 @@ Status BusClient::Subscribe(const std::string& topic, std::chrono::milliseconds 
 
 Status BusClient::Send(const std::string& to, const std::string& type, std::string_view payload,
                        std::chrono::milliseconds timeout) {
-  std::uint32_t id = next_request_++;
+  CUSTOS_TRY(Check(to, payload));
+  CUSTOS_TRY(Check(type, ""));
+  std::uint32_t id = NextId();
   bus::EncodeFrame(Frame{FrameType::kSend, id, 0, to, type, {}, std::string(payload)}, out_);
   auto answer = WaitFor(id, timeout);
   if (!answer) return answer.error();
@@ -210,7 +232,9 @@ Status BusClient::Send(const std::string& to, const std::string& type, std::stri
 Result<std::string> BusClient::Request(const std::string& to, const std::string& type,
                                        std::string_view payload,
                                        std::chrono::milliseconds timeout) {
-  std::uint32_t id = next_request_++;
+  CUSTOS_TRY(Check(to, payload));
+  CUSTOS_TRY(Check(type, ""));
+  std::uint32_t id = NextId();
   bus::EncodeFrame(Frame{FrameType::kSend, id, 1, to, type, {}, std::string(payload)}, out_);
   auto answer = WaitFor(id, timeout);
   if (!answer) return answer.error();
@@ -230,7 +254,7 @@ Status BusClient::SendFile(int fd, const std::string& name,
                            const std::vector<std::string>& recipients,
                            std::chrono::milliseconds timeout) {
   CUSTOS_TRY(Flush());
-  std::uint32_t id = next_request_++;
+  std::uint32_t id = NextId();
   std::string frame;
   bus::EncodeFrame(Frame{FrameType::kFileSend, id, 0, "", name, recipients, ""}, frame);
   CUSTOS_TRY(Write(frame, fd));
@@ -241,10 +265,11 @@ Status BusClient::SendFile(int fd, const std::string& name,
 }
 
 Result<std::string> BusClient::Settings(std::chrono::milliseconds timeout) {
-  std::uint32_t id = next_request_++;
+  std::uint32_t id = NextId();
   bus::EncodeFrame(Frame{FrameType::kGetSettings, id, 0, "", "", {}, ""}, out_);
   auto answer = WaitFor(id, timeout);
   if (!answer) return answer.error();
+  if (!answer->ok) return Error{answer->payload};
   return std::move(answer->payload);
 }
 

@@ -14,6 +14,7 @@ namespace custos {
 namespace {
 
 constexpr size_t kMaxRequestBytes = 64 * 1024;
+constexpr size_t kMaxReplyBytes = 64 * 1024 * 1024;
 
 Result<sockaddr_un> Address(const std::string& path) {
   sockaddr_un address{};
@@ -24,7 +25,7 @@ Result<sockaddr_un> Address(const std::string& path) {
 }
 
 // Reads up to a newline; the caller set a receive timeout on the socket.
-Result<std::string> ReadLine(int fd) {
+Result<std::string> ReadLine(int fd, size_t max_bytes) {
   std::string line;
   char buffer[4096];
   while (line.find('\n') == std::string::npos) {
@@ -33,7 +34,8 @@ Result<std::string> ReadLine(int fd) {
     if (n < 0) return ErrnoError("read");
     if (n == 0) break;
     line.append(buffer, static_cast<size_t>(n));
-    if (line.size() > kMaxRequestBytes) return Error{"request longer than 64 KiB"};
+    if (line.size() > max_bytes)
+      return Error{"line longer than " + std::to_string(max_bytes) + " bytes"};
   }
   auto end = line.find('\n');
   if (end != std::string::npos) line.resize(end);
@@ -89,7 +91,7 @@ void AdminServer::Accept() {
     UniqueFd client(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!client.valid()) return;
     SetTimeout(client.get(), 2);
-    auto line = ReadLine(client.get());
+    auto line = ReadLine(client.get(), kMaxRequestBytes);
     nlohmann::json reply;
     if (!line) {
       reply = {{"ok", false}, {"error", line.error().message}};
@@ -101,7 +103,8 @@ void AdminServer::Accept() {
         reply = handler_(request);
       }
     }
-    if (auto written = WriteAll(client.get(), reply.dump() + "\n"); !written) {
+    std::string text = reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (auto written = WriteAll(client.get(), text + "\n"); !written) {
       spdlog::warn("admin reply not sent: {}", written.error().message);
     }
   }
@@ -117,7 +120,7 @@ Result<nlohmann::json> AdminRequest(const std::string& path, const nlohmann::jso
   }
   SetTimeout(fd.get(), 120);
   CUSTOS_TRY(WriteAll(fd.get(), request.dump() + "\n"));
-  auto line = ReadLine(fd.get());
+  auto line = ReadLine(fd.get(), kMaxReplyBytes);
   if (!line) return line.error();
   auto reply = nlohmann::json::parse(*line, nullptr, false);
   if (reply.is_discarded()) return Error{"sensord sent an unreadable reply"};

@@ -15,10 +15,9 @@ nlohmann::json EventJournal::Recent(const std::string& topic, std::size_t limit)
   auto events = nlohmann::json::array();
   for (auto it = entries_.rbegin(); it != entries_.rend() && events.size() < limit; ++it) {
     if (!topic.empty() && it->topic != topic) continue;
-    auto event = nlohmann::json::parse(it->payload, nullptr, false);
-    events.push_back({{"topic", it->topic},
-                      {"instrument", it->sender},
-                      {"event", event.is_discarded() ? nlohmann::json(it->payload) : event}});
+    // Kept as text: an instrument's payload is not parsed inside sensord,
+    // where a hostile one (deeply nested, not UTF-8) could hurt it.
+    events.push_back({{"topic", it->topic}, {"instrument", it->sender}, {"event", it->payload}});
   }
   std::reverse(events.begin(), events.end());
   return events;

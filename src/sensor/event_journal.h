@@ -20,7 +20,8 @@ class EventJournal {
   explicit EventJournal(std::size_t capacity = 1000) : capacity_(capacity) {}
 
   void Record(std::string_view topic, std::string_view sender, std::string_view payload);
-  // The newest `limit` events (oldest first), optionally of one topic.
+  // The newest `limit` events (oldest first), optionally of one topic; each
+  // event's payload is returned as the text the instrument published.
   nlohmann::json Recent(const std::string& topic, std::size_t limit) const;
   std::map<std::string, std::uint64_t> Counts() const;
 
@@ -30,7 +31,9 @@ class EventJournal {
     std::string sender;
     std::string payload;
   };
+  static constexpr std::size_t kMaxBytes = 16u << 20;
   std::size_t capacity_;
+  std::size_t bytes_ = 0;
   mutable std::mutex mutex_;
   std::deque<Entry> entries_;
   std::map<std::string, std::uint64_t> counts_;

@@ -25,6 +25,7 @@ namespace {
 constexpr const char* kSettingsPath = "/etc/custos/instrument.json";
 constexpr const char* kDataPath = "/data";
 constexpr const char* kBusPath = "/run/custos/bus";
+constexpr const char* kUiPath = "/run/custos/ui";
 
 // Interface names are limited to 15 characters; a hash keeps the host end's
 // name short and unique per sensor and instrument.
@@ -120,11 +121,13 @@ Result<ContainerSpec> Instrument::BuildSpec(std::uint32_t host_uid, const std::s
               "CUSTOS_DATA=" + std::string(kDataPath),
               "CUSTOS_RETENTION_SECONDS=" + std::to_string(retention_s),
               "CUSTOS_BUS=" + std::string(kBusPath) + "/bus.sock",
+              "CUSTOS_UI_SOCKET=" + std::string(kUiPath) + "/ui.sock",
               "TMPDIR=/tmp"};
   spec.rootfs = rootfs;
   spec.mounts.push_back({persistent, kDataPath, false});
   if (platform_.broker != nullptr)
     spec.mounts.push_back({platform_.BusDir(config_.name), kBusPath, true});
+  spec.mounts.push_back({platform_.UiDir(config_.name), kUiPath, false});
   spec.tmpfs_bytes = config_.transient_bytes;
   spec.host_uid = host_uid;
   spec.uid_count = kUidRangeSize;
@@ -143,6 +146,14 @@ Status Instrument::OpenBusEndpoint(std::uint32_t host_uid, const std::string& pe
   CUSTOS_TRY(MakeDirectories(dir, 0711));
   return platform_.broker->AddEndpoint(
       {config_.name, dir + "/bus.sock", host_uid, persistent, SettingsDocument()});
+}
+
+Status Instrument::PrepareUiDirectory(std::uint32_t host_uid) {
+  CUSTOS_TRY(MakeDirectories(platform_.sensor.state_dir + "/ui", 0711));
+  std::string dir = platform_.UiDir(config_.name);
+  CUSTOS_TRY(MakeDirectories(dir, 0700));
+  if (::chown(dir.c_str(), host_uid, host_uid) != 0) return ErrnoError("chown " + dir);
+  return {};
 }
 
 Status Instrument::AttachNetwork() {
@@ -170,6 +181,7 @@ Status Instrument::Start() {
   std::string bundle = platform_.BundleDir(config_.name);
   CUSTOS_TRY(MakeDirectories(bundle, 0700));
   CUSTOS_TRY(OpenBusEndpoint(*host_uid, *persistent));
+  CUSTOS_TRY(PrepareUiDirectory(*host_uid));
   auto spec = BuildSpec(*host_uid, *persistent);
   if (!spec) return spec.error();
   CUSTOS_TRY(WriteOciBundle(*spec, bundle));

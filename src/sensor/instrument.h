@@ -58,6 +58,7 @@ class Instrument {
   std::string SettingsDocument() const;
   Status WriteSettings(const std::string& path, std::uint32_t host_uid) const;
   Status OpenBusEndpoint(std::uint32_t host_uid, const std::string& persistent);
+  Status PrepareUiDirectory(std::uint32_t host_uid);
   Status AttachNetwork();
   void Cleanup();
 

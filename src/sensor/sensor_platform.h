@@ -42,6 +42,12 @@ struct SensorPlatform {
   std::string BusDir(const std::string& instrument) const {
     return sensor.state_dir + "/bus/" + instrument;
   }
+  // The instrument's own folder for its UI socket; mounted at /run/custos/ui.
+  // The instrument controls it, so whoever connects from the host must not
+  // follow symlinks in it (the fleet's proxy, later).
+  std::string UiDir(const std::string& instrument) const {
+    return sensor.state_dir + "/ui/" + instrument;
+  }
 
   SensorConfig sensor;  // sensor-level fields; `instruments` is not used here
   OciRuntime runtime;

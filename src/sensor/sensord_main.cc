@@ -53,8 +53,12 @@ nlohmann::json Handle(Supervisor& supervisor, const std::string& config_path,
   if (command == "stop") return Reply(supervisor.StopInstrument(name));
   if (command == "restart") return Reply(supervisor.RestartInstrument(name));
   if (command == "events") {
-    std::string topic = request.value("topic", "");
-    auto limit = request.value("limit", 100);
+    std::string topic = request.contains("topic") && request["topic"].is_string()
+                            ? request["topic"].get<std::string>()
+                            : "";
+    int limit = request.contains("limit") && request["limit"].is_number_integer()
+                    ? request["limit"].get<int>()
+                    : 100;
     return {{"ok", true},
             {"events",
              supervisor.journal().Recent(topic, static_cast<std::size_t>(std::max(limit, 0)))}};

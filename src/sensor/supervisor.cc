@@ -325,6 +325,7 @@ void Supervisor::Shutdown() {
   fs::remove_all(platform_.sensor.state_dir + "/bundles", ignored);
   fs::remove_all(platform_.sensor.state_dir + "/rootfs", ignored);
   fs::remove_all(platform_.sensor.state_dir + "/bus", ignored);
+  fs::remove_all(platform_.sensor.state_dir + "/ui", ignored);
   fs::remove(platform_.sensor.state_dir + "/netns", ignored);
 }
 

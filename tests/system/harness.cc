@@ -193,6 +193,7 @@ void SensorUnderTest::CheckNothingLeftBehind() const {
   ASSERT_TRUE(mounts.ok());
   EXPECT_EQ(mounts->find(root_), std::string::npos) << "mount left behind under " << root_;
   EXPECT_FALSE(fs::exists(root_ + "/state/bundles")) << "bundles left behind";
+  EXPECT_FALSE(fs::exists(root_ + "/state/bus")) << "bus sockets left behind";
   // Interfaces in the test host: only what the test itself made may remain.
   auto links = host_.Run({"ip", "-o", "link", "show"});
   EXPECT_EQ(links.find("cm"), std::string::npos) << "mirror link left in the test host: " << links;
