@@ -33,7 +33,8 @@ class HttpUi {
   static std::string DefaultSocket();
   // Listens on `socket` (replacing a stale one) and serves on a thread of its
   // own until destroyed. The handler runs on that thread, one request at a time.
-  static Result<std::unique_ptr<HttpUi>> Start(Handler handler, const std::string& socket = DefaultSocket());
+  static Result<std::unique_ptr<HttpUi>> Start(Handler handler,
+                                               const std::string& socket = DefaultSocket());
   ~HttpUi();
 
  private:

@@ -32,31 +32,35 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->body_limit(kMaxBody);
     stream_.expires_after(kIdleTimeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code error, std::size_t) { self->OnRead(error); });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code error, std::size_t) { self->OnRead(error); });
   }
 
  private:
   void OnRead(beast::error_code error) {
     if (error) return;  // closed, timed out or malformed: drop the connection
     auto request = parser_->release();
-    HttpRequest mine{std::string(request.method_string()), std::string(request.target()), {}, request.body()};
-    for (const auto& field : request) mine.headers[std::string(field.name_string())] = std::string(field.value());
+    HttpRequest mine{
+        std::string(request.method_string()), std::string(request.target()), {}, request.body()};
+    for (const auto& field : request)
+      mine.headers[std::string(field.name_string())] = std::string(field.value());
     HttpResponse answer;
     try {
       answer = handler_(mine);
     } catch (const std::exception& e) {
       answer = {500, "text/plain; charset=utf-8", std::string("handler failed: ") + e.what()};
     }
-    response_ = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(answer.status),
-                                                                     request.version());
+    response_ = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(answer.status), request.version());
     response_->set(http::field::content_type, answer.content_type);
     response_->keep_alive(request.keep_alive());
     response_->body() = std::move(answer.body);
     response_->prepare_payload();
-    http::async_write(stream_, *response_, [self = shared_from_this()](beast::error_code write_error, std::size_t) {
-      if (!write_error && self->response_->keep_alive()) self->Read();
-    });
+    http::async_write(stream_, *response_,
+                      [self = shared_from_this()](beast::error_code write_error, std::size_t) {
+                        if (!write_error && self->response_->keep_alive()) self->Read();
+                      });
   }
 
   Stream stream_;
