@@ -319,13 +319,6 @@ void Broker::ReadFrom(Connection& connection) {
 }
 
 void Broker::Dispatch(Connection& connection, Frame& frame, std::vector<UniqueFd>& fds) {
-  // What the broker forwards adds names to the payload; it must still fit.
-  if (frame.payload_view.size() > MaxPayload(limits_.max_frame)) {
-    Refuse(connection, frame.request_id, ErrorCode::kMalformed,
-           "payload of " + std::to_string(frame.payload_view.size()) +
-               " bytes exceeds the limit of " + std::to_string(MaxPayload(limits_.max_frame)));
-    return;
-  }
   if (IsBrokerOnly(frame.type)) {
     // The only way to claim another sender would be to send what only the
     // broker sends; that ends the connection.
@@ -335,6 +328,16 @@ void Broker::Dispatch(Connection& connection, Frame& frame, std::vector<UniqueFd
                " is sent by the broker only");
     Flush(connection);
     Close(connection);
+    return;
+  }
+  // What the broker forwards adds names to the payload; it must still fit.
+  if (frame.type != FrameType::kFileSend &&
+      frame.payload_view.size() > MaxPayload(limits_.max_frame)) {
+    // A refused reply must not carry the token, which the replier's own requests could match.
+    Refuse(connection, frame.type == FrameType::kReply ? 0 : frame.request_id,
+           ErrorCode::kMalformed,
+           "payload of " + std::to_string(frame.payload_view.size()) +
+               " bytes exceeds the limit of " + std::to_string(MaxPayload(limits_.max_frame)));
     return;
   }
   switch (frame.type) {

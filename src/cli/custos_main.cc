@@ -51,10 +51,18 @@ void PrintStatus(const nlohmann::json& status) {
   }
 }
 
+// Instrument text may carry control sequences; a terminal must not obey them.
+std::string Printable(std::string text) {
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return text;
+}
+
 void PrintEvents(const nlohmann::json& reply) {
   for (const auto& event : reply.value("events", nlohmann::json::array())) {
     std::printf("%s %s %s\n", Text(event["topic"]).c_str(), Text(event["instrument"]).c_str(),
-                Text(event["event"]).c_str());
+                Printable(Text(event["event"])).c_str());
   }
 }
 

@@ -85,6 +85,12 @@ DecodeStatus Decoder::Decode(std::span<const std::uint8_t> frame, DecodedPacket&
   return DecodeIpAt(frame, offset, packet);
 }
 
+DecodeStatus Decoder::DecodeRawIp(std::span<const std::uint8_t> frame, DecodedPacket& packet) {
+  packet = DecodedPacket{};
+  packet.frame_length = static_cast<std::uint32_t>(frame.size());
+  return DecodeIpAt(frame, 0, packet);
+}
+
 DecodeStatus Decoder::DecodeReassembled(std::span<const std::uint8_t> transport,
                                         DecodedPacket& packet) {
   packet.is_fragment = false;

@@ -41,6 +41,8 @@ enum class DecodeStatus {
 class Decoder {
  public:
   DecodeStatus Decode(std::span<const std::uint8_t> frame, DecodedPacket& packet);
+  // Decodes a frame that starts with the IP header (raw IP link types).
+  DecodeStatus DecodeRawIp(std::span<const std::uint8_t> frame, DecodedPacket& packet);
   // Decodes the transport header of a reassembled datagram: `transport` is
   // the datagram's payload, `packet` keeps its addresses and protocol.
   DecodeStatus DecodeReassembled(std::span<const std::uint8_t> transport, DecodedPacket& packet);

@@ -191,6 +191,12 @@ Result<bool> BusClient::ReadOne(Clock::time_point deadline) {
 
 Result<BusClient::Answer> BusClient::WaitFor(std::uint32_t request_id,
                                              std::chrono::milliseconds timeout) {
+  // Whatever happens, this id is no longer awaited; a late answer is dropped.
+  struct Forget {
+    std::set<std::uint32_t>& ids;
+    std::uint32_t id;
+    ~Forget() { ids.erase(id); }
+  } forget{outstanding_, request_id};
   CUSTOS_TRY(Flush());
   auto deadline = Clock::now() + timeout;
   for (;;) {

@@ -6,8 +6,12 @@ void EventJournal::Record(std::string_view topic, std::string_view sender,
                           std::string_view payload) {
   std::lock_guard lock(mutex_);
   ++counts_[std::string(topic)];
-  if (entries_.size() == capacity_) entries_.pop_front();
   entries_.push_back({std::string(topic), std::string(sender), std::string(payload)});
+  bytes_ += payload.size();
+  while (entries_.size() > capacity_ || bytes_ > kMaxBytes) {
+    bytes_ -= entries_.front().payload.size();
+    entries_.pop_front();
+  }
 }
 
 nlohmann::json EventJournal::Recent(const std::string& topic, std::size_t limit) const {

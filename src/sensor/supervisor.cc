@@ -82,6 +82,7 @@ nlohmann::json BusStatusJson(const bus::EndpointStats& stats) {
           {"messages_received", stats.messages_received},
           {"refused", stats.refused},
           {"malformed", stats.malformed},
+          {"overflowed", stats.overflowed},
           {"messages_dropped", stats.messages_dropped},
           {"files_received", stats.files_received},
           {"queued_bytes", stats.queued_bytes},
@@ -135,6 +136,7 @@ Status Supervisor::Prepare() {
     if (!result) return result.error();
   }
   fs::remove_all(sensor.state_dir + "/bus", ignored);
+  fs::remove_all(sensor.state_dir + "/ui", ignored);
   CUSTOS_TRY(MakeDirectories(sensor.state_dir + "/bus", 0711));
   auto broker = bus::Broker::Start(bus::BrokerLimits{});
   if (!broker) return broker.error();
@@ -155,6 +157,7 @@ Supervisor::Entry* Supervisor::Find(const std::string& name) {
 
 Status Supervisor::Apply(const SensorConfig& config) {
   const auto& current = platform_.sensor;
+  std::error_code ignored_error;
   for (auto [field, same] : {std::pair{"name", config.name == current.name},
                              std::pair{"state_dir", config.state_dir == current.state_dir},
                              std::pair{"data_root", config.data_root == current.data_root},
@@ -183,6 +186,7 @@ Status Supervisor::Apply(const SensorConfig& config) {
       CancelRestart(it->second);
       it->second.instrument->Stop();
       if (broker_) broker_->RemoveEndpoint(it->first);
+      fs::remove_all(platform_.UiDir(it->first), ignored_error);
       it = entries_.erase(it);
     } else {
       ++it;

@@ -1,0 +1,81 @@
+#include "capture/pcap_source.h"
+
+namespace custos::capture {
+
+Result<LinkKind> PcapSource::LinkOf(pcap_t* handle, const std::string& name) {
+  switch (pcap_datalink(handle)) {
+    case DLT_EN10MB:
+      return LinkKind::kEthernet;
+    case DLT_RAW:
+      return LinkKind::kRawIp;
+    case DLT_NULL:
+      return LinkKind::kLoopback;
+    default:
+      return Error{name + ": link type " + std::to_string(pcap_datalink(handle)) +
+                   " is not supported (Ethernet, raw IP or loopback)"};
+  }
+}
+
+Result<PcapSource> PcapSource::OpenFile(const std::string& path) {
+  char error[PCAP_ERRBUF_SIZE] = {};
+  pcap_t* handle =
+      pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_MICRO, error);
+  if (handle == nullptr) return Error{"cannot read " + path + ": " + error};
+  auto link = LinkOf(handle, path);
+  if (!link) {
+    pcap_close(handle);
+    return link.error();
+  }
+  return PcapSource(handle, *link);
+}
+
+Result<PcapSource> PcapSource::OpenLive(const std::string& interface, int timeout_ms) {
+  char error[PCAP_ERRBUF_SIZE] = {};
+  pcap_t* handle = pcap_create(interface.c_str(), error);
+  if (handle == nullptr) return Error{"cannot capture on " + interface + ": " + error};
+  pcap_set_snaplen(handle, 262144);
+  pcap_set_promisc(handle, 1);
+  pcap_set_immediate_mode(handle, 1);
+  pcap_set_timeout(handle, timeout_ms);
+  pcap_set_buffer_size(handle, 32 << 20);
+  if (pcap_activate(handle) < 0) {
+    std::string why = pcap_geterr(handle);
+    pcap_close(handle);
+    return Error{"cannot capture on " + interface + ": " + why};
+  }
+  auto link = LinkOf(handle, interface);
+  if (!link) {
+    pcap_close(handle);
+    return link.error();
+  }
+  return PcapSource(handle, *link);
+}
+
+Result<bool> PcapSource::Next(CapturedFrame& frame) {
+  pcap_pkthdr* header = nullptr;
+  const u_char* data = nullptr;
+  int status = pcap_next_ex(handle_.get(), &header, &data);
+  if (status == 1) {
+    frame.timestamp_us = static_cast<std::uint64_t>(header->ts.tv_sec) * 1'000'000 +
+                         static_cast<std::uint64_t>(header->ts.tv_usec);
+    frame.wire_length = header->len;
+    frame.data = std::span<const std::uint8_t>(data, header->caplen);
+    return true;
+  }
+  if (status == 0 || status == PCAP_ERROR_BREAK) return false;  // timeout, or end of file
+  return Error{std::string("capture failed: ") + pcap_geterr(handle_.get())};
+}
+
+std::span<const std::uint8_t> PcapSource::Strip(std::span<const std::uint8_t> data) const {
+  if (link_ == LinkKind::kLoopback)
+    return data.size() >= 4 ? data.subspan(4) : data.subspan(data.size());
+  return data;
+}
+
+std::uint64_t PcapSource::Dropped() const {
+  pcap_stat stats{};
+  if (pcap_stats(handle_.get(), &stats) != 0) return 0;
+  return stats.ps_drop + stats.ps_ifdrop;
+}
+
+}  // namespace custos::capture

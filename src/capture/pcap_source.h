@@ -1,0 +1,50 @@
+// Reads frames from a pcap or pcapng file, or live from an interface, with
+// libpcap. The link type says where the IP header starts; Ethernet, raw IP
+// and BSD loopback are understood. Not thread-safe.
+#pragma once
+
+#include <pcap/pcap.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "custos/result.h"
+
+namespace custos::capture {
+
+struct CapturedFrame {
+  std::uint64_t timestamp_us = 0;
+  std::uint32_t wire_length = 0;       // as on the wire (may exceed what was captured)
+  std::span<const std::uint8_t> data;  // valid until the next call to Next()
+};
+
+enum class LinkKind { kEthernet, kRawIp, kLoopback };
+
+class PcapSource {
+ public:
+  static Result<PcapSource> OpenFile(const std::string& path);
+  // Promiscuous, immediate mode, whole frames; `timeout_ms` bounds each Next().
+  static Result<PcapSource> OpenLive(const std::string& interface, int timeout_ms = 200);
+
+  // True and a frame; false at the end of a file or when a live read timed out.
+  Result<bool> Next(CapturedFrame& frame);
+  LinkKind link() const { return link_; }
+  // The part of a frame where this link type's payload (Ethernet or IP) starts.
+  std::span<const std::uint8_t> Strip(std::span<const std::uint8_t> data) const;
+  // Kernel drops for a live capture.
+  std::uint64_t Dropped() const;
+
+ private:
+  struct Closer {
+    void operator()(pcap_t* handle) const { pcap_close(handle); }
+  };
+  PcapSource(pcap_t* handle, LinkKind link) : handle_(handle), link_(link) {}
+  static Result<LinkKind> LinkOf(pcap_t* handle, const std::string& name);
+
+  std::unique_ptr<pcap_t, Closer> handle_;
+  LinkKind link_;
+};
+
+}  // namespace custos::capture
