@@ -38,6 +38,11 @@ void FlowMeter::Process(const capture::CapturedFrame& frame, capture::LinkKind l
   }
 }
 
+void FlowMeter::Tick(std::uint64_t now_us) {
+  table_.Expire(now_us);
+  reassembler_.Expire(now_us);
+}
+
 void FlowMeter::Finish() { table_.Flush(); }
 
 }  // namespace custos::flowmeter

@@ -24,10 +24,13 @@ class FlowMeter {
   FlowMeter(net::FlowTable::Sink sink, net::FlowTimeouts timeouts = {});
 
   void Process(const capture::CapturedFrame& frame, capture::LinkKind link);
+  // Lets time pass without packets (live capture): ends idle flows.
+  void Tick(std::uint64_t now_us);
   // Ends every flow (end of a pcap, or shutdown).
   void Finish();
 
   const MeterCounters& counters() const { return counters_; }
+  std::size_t open_flows() const { return table_.size(); }
   const net::Decoder& decoder() const { return decoder_; }
   const net::ReassemblyCounters& reassembly() const { return reassembler_.counters(); }
 

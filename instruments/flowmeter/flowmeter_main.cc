@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <optional>
 
@@ -52,6 +53,8 @@ int Live(const std::string& interface) {
   }
   std::optional<custos::BusClient> bus;
   std::uint64_t unpublished = 0;
+  std::uint64_t published = 0;
+  std::uint64_t next_report_us = 0;
   custos::net::FlowTimeouts timeouts;
   timeouts.idle_us = static_cast<std::uint64_t>(idle) * 1'000'000;
   custos::flowmeter::FlowMeter meter(
@@ -61,8 +64,10 @@ int Live(const std::string& interface) {
             bus.emplace(std::move(*connected));
         }
         if (!bus || !bus->Publish("flow", custos::flowmeter::FlowToEve(flow).dump())) {
-          ++unpublished;  // counted, and reported at exit
+          ++unpublished;  // counted, and reported
           bus.reset();
+        } else {
+          ++published;
         }
       },
       timeouts);
@@ -75,7 +80,23 @@ int Live(const std::string& interface) {
       std::fprintf(stderr, "flowmeter: %s\n", next.error().message.c_str());
       return 1;
     }
-    if (*next) meter.Process(frame, source->link());
+    if (*next) {
+      meter.Process(frame, source->link());
+    } else {
+      // Live timestamps are the capture's clock, so quiet time ends idle flows too.
+      auto now_us =
+          static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count());
+      meter.Tick(now_us);
+      if (now_us >= next_report_us) {
+        std::printf("flowmeter: %llu frames, %zu flows open, %llu published\n",
+                    static_cast<unsigned long long>(meter.counters().frames), meter.open_flows(),
+                    static_cast<unsigned long long>(published));
+        std::fflush(stdout);
+        next_report_us = now_us + 5'000'000;
+      }
+    }
   }
   meter.Finish();
   std::printf("flowmeter: %llu frames, %llu anomalies, %llu flows unpublished, %llu kernel drops\n",

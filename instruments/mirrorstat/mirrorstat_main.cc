@@ -66,10 +66,11 @@ nlohmann::json ApplyConfig(const std::string& payload, std::set<unsigned>& only)
   std::set<unsigned> parsed;
   for (const auto& item : config["ethertypes"]) {
     if (!item.is_string()) return {{"applied", false}, {"error", "ethertypes must be strings"}};
+    const std::string text = item.get<std::string>();  // `end` points into it
     char* end = nullptr;
-    unsigned long value = std::strtoul(item.get<std::string>().c_str(), &end, 16);
-    if (end == nullptr || *end != '\0' || value > 0xffff) {
-      return {{"applied", false}, {"error", "not an ethertype: " + item.get<std::string>()}};
+    unsigned long value = std::strtoul(text.c_str(), &end, 16);
+    if (text.empty() || end == nullptr || *end != '\0' || value > 0xffff) {
+      return {{"applied", false}, {"error", "not an ethertype: " + text}};
     }
     parsed.insert(static_cast<unsigned>(value));
   }

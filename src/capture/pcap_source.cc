@@ -1,5 +1,7 @@
 #include "capture/pcap_source.h"
 
+#include <poll.h>
+
 namespace custos::capture {
 
 Result<LinkKind> PcapSource::LinkOf(pcap_t* handle, const std::string& name) {
@@ -48,13 +50,24 @@ Result<PcapSource> PcapSource::OpenLive(const std::string& interface, int timeou
     pcap_close(handle);
     return link.error();
   }
-  return PcapSource(handle, *link);
+  // Non-blocking, waited on with poll(): libpcap's own timeout does not wake
+  // a quiet capture, and a signal must be able to stop the reader.
+  if (pcap_setnonblock(handle, 1, error) != 0) {
+    pcap_close(handle);
+    return Error{"cannot capture on " + interface + ": " + error};
+  }
+  return PcapSource(handle, *link, timeout_ms);
 }
 
 Result<bool> PcapSource::Next(CapturedFrame& frame) {
   pcap_pkthdr* header = nullptr;
   const u_char* data = nullptr;
   int status = pcap_next_ex(handle_.get(), &header, &data);
+  if (status == 0 && timeout_ms_ >= 0) {
+    pollfd entry{pcap_get_selectable_fd(handle_.get()), POLLIN, 0};
+    if (::poll(&entry, 1, timeout_ms_) <= 0) return false;  // quiet, or interrupted by a signal
+    status = pcap_next_ex(handle_.get(), &header, &data);
+  }
   if (status == 1) {
     frame.timestamp_us = static_cast<std::uint64_t>(header->ts.tv_sec) * 1'000'000 +
                          static_cast<std::uint64_t>(header->ts.tv_usec);

@@ -40,11 +40,13 @@ class PcapSource {
   struct Closer {
     void operator()(pcap_t* handle) const { pcap_close(handle); }
   };
-  PcapSource(pcap_t* handle, LinkKind link) : handle_(handle), link_(link) {}
+  PcapSource(pcap_t* handle, LinkKind link, int timeout_ms = -1)
+      : handle_(handle), link_(link), timeout_ms_(timeout_ms) {}
   static Result<LinkKind> LinkOf(pcap_t* handle, const std::string& name);
 
   std::unique_ptr<pcap_t, Closer> handle_;
   LinkKind link_;
+  int timeout_ms_;  // live captures: how long Next() waits; -1 for files
 };
 
 }  // namespace custos::capture

@@ -15,6 +15,7 @@
 #include "common/process.h"
 #include "sandbox/cgroup_stats.h"
 #include "sandbox/netns.h"
+#include "sandbox/nftables.h"
 #include "sandbox/oci_bundle.h"
 #include "sandbox/rootfs.h"
 #include "storage/instrument_storage.h"
@@ -123,6 +124,9 @@ Result<ContainerSpec> Instrument::BuildSpec(std::uint32_t host_uid, const std::s
               "CUSTOS_BUS=" + std::string(kBusPath) + "/bus.sock",
               "CUSTOS_UI_SOCKET=" + std::string(kUiPath) + "/ui.sock",
               "TMPDIR=/tmp"};
+  if (config_.network == NetworkMode::kCapture && !config_.interface.empty()) {
+    spec.env.push_back("CUSTOS_CAPTURE_INTERFACE=" + config_.interface);
+  }
   spec.rootfs = rootfs;
   spec.mounts.push_back({persistent, kDataPath, false});
   if (platform_.broker != nullptr)
@@ -156,18 +160,37 @@ Status Instrument::PrepareUiDirectory(std::uint32_t host_uid) {
   return {};
 }
 
+Status Instrument::AttachCapture(const std::string& pin) {
+  // Tap ends created here must not chatter either.
+  for (const char* key :
+       {"net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"}) {
+    auto result = RunInNetns(pin, {"sysctl", "-q", "-w", key});
+    if (!result) return result.error();
+  }
+  if (!config_.interface.empty()) {
+    CUSTOS_TRY(MoveInterfaceIn(config_.interface, pin));
+    interface_moved_ = true;
+    // Nothing ever leaves the sensor onto the monitored network.
+    CUSTOS_TRY(AddDropChain(pin, "egress", config_.interface, "out_monitored"));
+  }
+  platform_.hub_netns = pin;
+  return {};
+}
+
 Status Instrument::AttachNetwork() {
   std::string pin = platform_.NetnsPin(config_.name);
   CUSTOS_TRY(PinNetns(pid_, pin));
   netns_pinned_ = true;
   if (config_.network == NetworkMode::kPassive) {
-    auto link = CreateMirrorLink(NamedNetnsPath(platform_.HubNetnsName()), pin,
+    auto link = CreateMirrorLink(platform_.hub_netns, pin,
                                  HostEndName(platform_.sensor.name, config_.name));
     if (!link) return link.error();
     mirror_ = *link;
   } else if (config_.network == NetworkMode::kActive) {
     CUSTOS_TRY(MoveInterfaceIn(config_.interface, pin));
     interface_moved_ = true;
+  } else if (config_.network == NetworkMode::kCapture) {
+    CUSTOS_TRY(AttachCapture(pin));
   }
   return {};
 }
@@ -263,6 +286,9 @@ void Instrument::Cleanup() {
                     moved.error().message);
     }
     interface_moved_ = false;
+  }
+  if (config_.network == NetworkMode::kCapture && platform_.hub_netns == pin) {
+    platform_.hub_netns = NamedNetnsPath(platform_.HubNetnsName());
   }
   if (mirror_) {
     if (auto destroyed = DestroyMirrorLink(*mirror_); !destroyed) {

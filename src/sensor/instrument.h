@@ -60,6 +60,7 @@ class Instrument {
   Status OpenBusEndpoint(std::uint32_t host_uid, const std::string& persistent);
   Status PrepareUiDirectory(std::uint32_t host_uid);
   Status AttachNetwork();
+  Status AttachCapture(const std::string& pin);
   void Cleanup();
 
   InstrumentConfig config_;

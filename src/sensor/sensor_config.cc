@@ -20,7 +20,8 @@ Result<NetworkMode> ParseNetworkMode(const YamlField& field) {
   if (*text == "none") return NetworkMode::kNone;
   if (*text == "passive") return NetworkMode::kPassive;
   if (*text == "active") return NetworkMode::kActive;
-  return field.Fail("expected none, passive or active, got '" + *text + "'");
+  if (*text == "capture") return NetworkMode::kCapture;
+  return field.Fail("expected none, passive, active or capture, got '" + *text + "'");
 }
 
 Result<std::string> ResolvePath(const YamlField& field, const fs::path& base) {
@@ -106,8 +107,10 @@ Result<InstrumentConfig> ParseInstrument(const YamlField& item, const fs::path& 
   auto interface = item.Child("interface").StringOr("");
   if (!interface) return interface.error();
   instrument.interface = *interface;
-  if (instrument.network == NetworkMode::kActive) {
-    if (instrument.interface.empty())
+  bool hands_over = instrument.network == NetworkMode::kActive ||
+                    (instrument.network == NetworkMode::kCapture && !instrument.interface.empty());
+  if (hands_over) {
+    if (instrument.network == NetworkMode::kActive && instrument.interface.empty())
       return item.Child("interface").Fail("is required in active mode");
     const auto& allowed = sensor.active_interfaces;
     if (std::find(allowed.begin(), allowed.end(), instrument.interface) == allowed.end()) {
@@ -115,7 +118,7 @@ Result<InstrumentConfig> ParseInstrument(const YamlField& item, const fs::path& 
           .Fail("'" + instrument.interface + "' is not in policy.active_interfaces");
     }
   } else if (!instrument.interface.empty()) {
-    return item.Child("interface").Fail("is only allowed in active mode");
+    return item.Child("interface").Fail("is only allowed in active and capture mode");
   }
 
   for (const auto& capability : instrument.manifest.capabilities) {
@@ -280,11 +283,15 @@ Result<SensorConfig> ParseRoot(const YamlField& root, const fs::path& base) {
   }
   std::set<std::string> names;
   std::set<std::string> interfaces;
+  int captures = 0;
   for (const auto& item : instruments.Items()) {
     auto instrument = ParseInstrument(item, base, config);
     if (!instrument) return instrument.error();
     if (!names.insert(instrument->name).second) {
       return item.Child("name").Fail("'" + instrument->name + "' is used twice");
+    }
+    if (instrument->network == NetworkMode::kCapture && captures++ > 0) {
+      return item.Child("network").Fail("only one instrument may be the capture engine");
     }
     if (!instrument->interface.empty() && !interfaces.insert(instrument->interface).second) {
       return item.Child("interface")
@@ -313,6 +320,8 @@ const char* NetworkModeName(NetworkMode mode) {
       return "passive";
     case NetworkMode::kActive:
       return "active";
+    case NetworkMode::kCapture:
+      return "capture";
   }
   return "?";
 }

@@ -15,7 +15,9 @@
 
 namespace custos {
 
-enum class NetworkMode { kNone, kPassive, kActive };
+// kCapture is the capture engine's: it owns the monitored interface, and its
+// namespace holds the tap ends of every passive instrument's mirror link.
+enum class NetworkMode { kNone, kPassive, kActive, kCapture };
 
 const char* NetworkModeName(NetworkMode mode);
 

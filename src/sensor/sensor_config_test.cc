@@ -70,7 +70,7 @@ TEST_F(SensorConfigTest, RefusesBadInputNamingLineAndField) {
       {"  - name: a\n    manifest: manifest.yaml\n    limits: {pids: -3}\n",
        "expected a whole number"},
       {"  - name: a\n    manifest: manifest.yaml\n    interface: eth0\n",
-       "only allowed in active mode"},
+       "only allowed in active and capture mode"},
       {"  - [oops\n", "not valid YAML"},
   };
   for (const auto& bad : cases) {

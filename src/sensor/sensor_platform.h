@@ -54,6 +54,9 @@ struct SensorPlatform {
   RootfsResolver resolver;
   UidSlots uid_slots;
   bus::Broker* broker = nullptr;  // owned by the Supervisor
+  // Where tap ends of mirror links go: the capture engine's namespace while
+  // it runs, the sensor's own hub namespace otherwise.
+  std::string hub_netns;
 };
 
 }  // namespace custos

@@ -192,7 +192,14 @@ Status Supervisor::Apply(const SensorConfig& config) {
       ++it;
     }
   }
-  for (const auto& instrument : config.instruments) {
+  // The capture engine first: passive instruments put their tap ends in its namespace.
+  std::vector<const InstrumentConfig*> order;
+  for (const auto& instrument : config.instruments) order.push_back(&instrument);
+  std::stable_partition(order.begin(), order.end(), [](const InstrumentConfig* c) {
+    return c->network == NetworkMode::kCapture;
+  });
+  for (const InstrumentConfig* wanted : order) {
+    const auto& instrument = *wanted;
     if (entries_.contains(instrument.name)) continue;
     auto& entry = entries_[instrument.name];
     entry.instrument = std::make_unique<Instrument>(instrument, platform_);
@@ -208,6 +215,22 @@ void Supervisor::Launch(Entry& entry) {
                   started.error().message);
     instrument.set_last_error(started.error().message);
     ScheduleRestart(entry);
+    return;
+  }
+  if (instrument.config().network == NetworkMode::kCapture) ReattachPassive();
+}
+
+void Supervisor::ReattachPassive() {
+  // Their tap ends lived in the namespace of an engine that is gone.
+  for (auto& [name, entry] : entries_) {
+    auto& passive = *entry.instrument;
+    if (passive.config().network != NetworkMode::kPassive || !passive.running()) continue;
+    spdlog::info("instrument {} restarts to join the new capture engine", name);
+    passive.Stop();
+    if (auto started = passive.Start(); !started) {
+      passive.set_last_error(started.error().message);
+      ScheduleRestart(entry);
+    }
   }
 }
 
@@ -313,9 +336,13 @@ void Supervisor::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   if (sweep_timer_ != 0) loop_.Cancel(sweep_timer_);
-  for (auto& [name, entry] : entries_) {
-    CancelRestart(entry);
-    entry.instrument->Stop();
+  // The capture engine last: its namespace holds the others' tap ends.
+  for (bool capture : {false, true}) {
+    for (auto& [name, entry] : entries_) {
+      if ((entry.instrument->config().network == NetworkMode::kCapture) != capture) continue;
+      CancelRestart(entry);
+      entry.instrument->Stop();
+    }
   }
   entries_.clear();
   platform_.broker = nullptr;

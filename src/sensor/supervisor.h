@@ -53,6 +53,7 @@ class Supervisor {
   };
 
   void Launch(Entry& entry);
+  void ReattachPassive();
   void ScheduleRestart(Entry& entry);
   void CancelRestart(Entry& entry);
   void ScheduleSweep();
