@@ -3,12 +3,15 @@
 // passive instrument, unchanged) must write exactly the same frames, and
 // the flow meter must account for every one of them in its flow events.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include "capture/pcap_source.h"
+#include "sandbox/netns.h"
+#include "sandbox/nftables.h"
 #include "tests/system/harness.h"
 
 namespace custos::testing {
@@ -95,6 +98,104 @@ TEST(Capture, TcpdumpGetsEveryFrameAndFlowsAccountForThem) {
   }
   EXPECT_EQ(packets, input.size())
       << sensor.Log("flows") << sensor.InstrumentStatus("flows").dump();
+  sensor.Stop();
+}
+
+TEST(Capture, LiveWireReachesTcpdumpAndNothingLeavesTheMonitoredInterface) {
+  std::string pcap;
+  for (const auto& entry :
+       fs::directory_iterator(std::string(CUSTOS_CORPUS) + "/suricata-verify/" + kInput)) {
+    if (entry.path().extension() == ".pcap") pcap = entry.path();
+  }
+  auto input = Frames(pcap);
+  ASSERT_GT(input.size(), 5u);
+  std::string instruments =
+      "  - name: capture\n    manifest: " + ManifestOf("capture") +
+      "\n    network: capture\n    interface: wire0\n"
+      "  - name: dump\n    manifest: " +
+      std::string(CUSTOS_TEST_DATA) + "/tcpdump/manifest.yaml" +
+      "\n    network: passive\n    args: [-i, mirror0, -n, -U, -Z, root, -w, /data/out.pcap]\n";
+  SensorUnderTest sensor(
+      "wire", instruments, "",
+      "allowed_capabilities: [CAP_NET_RAW, CAP_SETUID, CAP_SETGID]\nactive_interfaces: [wire0]");
+  // The monitored "wire": wire0 goes to the capture engine, traffic enters at wire1.
+  const auto& host = sensor.host();
+  host.Run({"ip", "link", "add", "wire0", "type", "veth", "peer", "name", "wire1"});
+  for (const char* end : {"wire0", "wire1"}) {
+    host.Run({"sysctl", "-q", "-w", std::string("net.ipv6.conf.") + end + ".disable_ipv6=1"});
+  }
+  host.Run({"ip", "link", "set", "wire1", "up"});
+  sensor.Start();
+  sensor.WaitForLog("dump", "listening on mirror0");
+  sensor.WaitForLog("capture", "feeding");
+  host.Run({"tcpreplay", "-q", "-i", "wire1", pcap});
+
+  std::string out = sensor.PersistentDir("dump") + "/out.pcap";
+  std::vector<std::vector<std::uint8_t>> captured;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    captured = Frames(out);
+    if (captured.size() >= input.size()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(captured.size(), input.size()) << sensor.Log("capture") << sensor.Log("dump");
+  for (std::size_t i = 0; i < input.size(); ++i) EXPECT_EQ(captured[i], input[i]) << "frame " << i;
+  // Whatever reached the wire from the sensor side would arrive at wire1.
+  EXPECT_EQ(InterfaceCounter(host.path(), "wire1", "rx_packets"), 0u);
+  auto engine = sensor.InstrumentStatus("capture");
+  std::string engine_netns = "/proc/" + std::to_string(engine["pid"].get<int>()) + "/ns/net";
+  auto guarded = DroppedPackets(engine_netns, "out_monitored");
+  ASSERT_TRUE(guarded.ok()) << guarded.error().message;
+  sensor.Stop();
+  // wire0 is handed back to the sensor's namespace.
+  EXPECT_NE(host.Run({"ip", "-o", "link", "show", "wire0"}).find("wire0"), std::string::npos);
+}
+
+TEST(Capture, HostilePassiveTransmitReachesNeitherWireNorNeighbours) {
+  std::string instruments =
+      "  - name: capture\n    manifest: " + ManifestOf("capture") +
+      "\n    network: capture\n    interface: wire0\n"
+      "  - name: dump\n    manifest: " +
+      std::string(CUSTOS_TEST_DATA) + "/tcpdump/manifest.yaml" +
+      "\n    network: passive\n    args: [-i, mirror0, -n, -U, -Z, root, -w, /data/out.pcap]\n"
+      "  - name: tx\n    manifest: " +
+      ManifestOf("hostile") + "\n    network: passive\n    args: [transmit, '200']\n";
+  SensorUnderTest sensor(
+      "wiretx", instruments, "",
+      "allowed_capabilities: [CAP_NET_RAW, CAP_SETUID, CAP_SETGID]\nactive_interfaces: [wire0]");
+  const auto& host = sensor.host();
+  host.Run({"ip", "link", "add", "wire0", "type", "veth", "peer", "name", "wire1"});
+  for (const char* end : {"wire0", "wire1"}) {
+    host.Run({"sysctl", "-q", "-w", std::string("net.ipv6.conf.") + end + ".disable_ipv6=1"});
+  }
+  host.Run({"ip", "link", "set", "wire1", "up"});
+  sensor.Start();
+  sensor.WaitForLog("dump", "listening on mirror0");
+  sensor.WaitForLog("tx", "TRANSMITTED");
+  // Lift its egress guard, as a kernel bug might, and have it transmit again.
+  auto tx = sensor.InstrumentStatus("tx");
+  std::string tx_netns = "/proc/" + std::to_string(tx["pid"].get<int>()) + "/ns/net";
+  auto removed =
+      RunInNetns(tx_netns, {"nft", "delete", "chain", "netdev", kGuardTable, "out_mirror0"});
+  ASSERT_TRUE(removed.ok()) << removed.error().message;
+  ASSERT_EQ(::kill(tx["pid"].get<int>(), SIGUSR1), 0);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  std::string log;
+  while (std::chrono::steady_clock::now() < deadline) {
+    log = sensor.Log("tx");
+    if (log.find("TRANSMITTED", log.find("TRANSMITTED") + 1) != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // The tap end's ingress guard, in the engine's namespace, dropped what crossed.
+  auto engine = sensor.InstrumentStatus("capture");
+  std::string engine_netns = "/proc/" + std::to_string(engine["pid"].get<int>()) + "/ns/net";
+  auto dropped = DroppedPackets(engine_netns, "in_" + tx["mirror_host_end"].get<std::string>());
+  ASSERT_TRUE(dropped.ok()) << dropped.error().message;
+  EXPECT_GE(*dropped, 400u);
+  EXPECT_EQ(InterfaceCounter(host.path(), "wire1", "rx_packets"), 0u)
+      << "something reached the wire";
+  EXPECT_EQ(Frames(sensor.PersistentDir("dump") + "/out.pcap").size(), 0u)
+      << "a neighbour saw the frames";
   sensor.Stop();
 }
 
