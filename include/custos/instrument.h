@@ -23,4 +23,12 @@ struct InstrumentContext {
   static Result<InstrumentContext> FromDocument(const std::string& json);
 };
 
+// The platform stops an instrument with SIGTERM. InstallStopHandlers makes
+// SIGTERM and SIGINT set a flag (and interrupt blocking calls, which return
+// EINTR) instead of killing the process; StopRequested reads the flag.
+// Remember: an instrument is pid 1 of its namespace, and signals without a
+// handler never reach it.
+void InstallStopHandlers();
+bool StopRequested();
+
 }  // namespace custos

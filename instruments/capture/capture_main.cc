@@ -5,8 +5,10 @@
 // in its namespace; it writes to them through AF_PACKET sockets opened with
 // protocol 0, so it never reads them. Counters per consumer are printed and
 // published as `capture` events each second.
-//   settings: {"pcap": "/data/in.pcap", "trigger": "/data/go"} replays the file once
-//             when the trigger file appears; otherwise captures CUSTOS_CAPTURE_INTERFACE.
+//   settings: {"pcap": "/data/in.pcap", "trigger": "/data/go", "repeat_seconds": N}
+//             replays the file when the trigger file appears (at once without a
+//             trigger), again every N seconds if N > 0; without "pcap" it captures
+//             CUSTOS_CAPTURE_INTERFACE.
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
@@ -31,26 +33,40 @@
 
 namespace {
 
-volatile sig_atomic_t g_stop = 0;
-void OnTerm(int) { g_stop = 1; }
-
 struct Tap {
   int fd = -1;
+  unsigned index = 0;  // the interface it was opened on
   std::uint64_t delivered = 0;
   std::uint64_t dropped = 0;
 };
 
 // Opens a send-only socket for every tap end not yet known.
+// Opens a send-only socket for every tap end, re-opens it when a restarted
+// passive instrument got a new link under the same name, and closes the
+// ones that are gone.
 void RefreshTaps(std::map<std::string, Tap>& taps) {
+  std::map<std::string, unsigned> present;
   struct if_nameindex* names = ::if_nameindex();
   for (auto* item = names; item && item->if_index != 0; ++item) {
-    std::string name = item->if_name;
-    if (name.rfind("cm", 0) != 0 || taps.contains(name)) continue;
+    if (std::string(item->if_name).rfind("cm", 0) == 0) present[item->if_name] = item->if_index;
+  }
+  if (names) ::if_freenameindex(names);
+  for (auto it = taps.begin(); it != taps.end();) {
+    auto found = present.find(it->first);
+    if (found == present.end() || found->second != it->second.index) {
+      ::close(it->second.fd);
+      it = taps.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [name, index] : present) {
+    if (taps.contains(name)) continue;
     // Protocol 0: the socket receives nothing, so the engine never reads a tap.
     int fd = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
     sockaddr_ll address{};
     address.sll_family = AF_PACKET;
-    address.sll_ifindex = static_cast<int>(item->if_index);
+    address.sll_ifindex = static_cast<int>(index);
     if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
       std::printf("capture: cannot open tap %s\n", name.c_str());
       if (fd >= 0) ::close(fd);
@@ -58,10 +74,9 @@ void RefreshTaps(std::map<std::string, Tap>& taps) {
     }
     int one = 1;
     ::setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
-    taps[name].fd = fd;
+    taps[name] = Tap{fd, index};
     std::printf("capture: feeding %s\n", name.c_str());
   }
-  if (names) ::if_freenameindex(names);
   std::fflush(stdout);
 }
 
@@ -92,10 +107,7 @@ bool Exists(const std::string& path) {
 }  // namespace
 
 int main() {
-  struct sigaction action {};
-  action.sa_handler = OnTerm;
-  ::sigaction(SIGTERM, &action, nullptr);
-  ::sigaction(SIGINT, &action, nullptr);
+  custos::InstallStopHandlers();
   auto context = custos::InstrumentContext::Load();
   nlohmann::json settings = context ? context->settings : nlohmann::json::object();
   std::string pcap = settings.value("pcap", "");
@@ -122,27 +134,34 @@ int main() {
 
   if (!pcap.empty()) {
     // Offline: wait for the trigger, replay once as fast as possible, then idle.
-    while (!g_stop && !trigger.empty() && !Exists(trigger)) {
+    while (!custos::StopRequested() && !trigger.empty() && !Exists(trigger)) {
       RefreshTaps(taps);
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     RefreshTaps(taps);
-    auto source = custos::capture::PcapSource::OpenFile(pcap);
-    if (!source) {
-      std::printf("capture: %s\n", source.error().message.c_str());
-      return 1;
-    }
-    custos::capture::CapturedFrame frame;
-    while (!g_stop) {
-      auto next = source->Next(frame);
-      if (!next || !*next) break;
-      ++received;
-      FanOut(taps, frame.data);
-    }
-    report(0);
+    long repeat = settings.value("repeat_seconds", 0L);
+    do {
+      auto source = custos::capture::PcapSource::OpenFile(pcap);
+      if (!source) {
+        std::printf("capture: %s\n", source.error().message.c_str());
+        return 1;
+      }
+      custos::capture::CapturedFrame frame;
+      while (!custos::StopRequested()) {
+        auto next = source->Next(frame);
+        if (!next || !*next) break;
+        ++received;
+        FanOut(taps, frame.data);
+      }
+      report(0);
+      for (long slept = 0; slept < repeat && !custos::StopRequested(); ++slept) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        RefreshTaps(taps);
+      }
+    } while (repeat > 0 && !custos::StopRequested());
     std::printf("REPLAY DONE\n");
     std::fflush(stdout);
-    while (!g_stop) ::pause();
+    while (!custos::StopRequested()) ::pause();
     return 0;
   }
 
@@ -160,7 +179,7 @@ int main() {
   std::fflush(stdout);
   auto next_report = std::chrono::steady_clock::now();
   custos::capture::CapturedFrame frame;
-  while (!g_stop) {
+  while (!custos::StopRequested()) {
     auto next = source->Next(frame);
     if (!next) {
       std::printf("capture: %s\n", next.error().message.c_str());

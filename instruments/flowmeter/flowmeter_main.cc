@@ -17,9 +17,6 @@
 
 namespace {
 
-volatile sig_atomic_t g_stop = 0;
-void OnTerm(int) { g_stop = 1; }
-
 int Offline(const std::string& path) {
   auto source = custos::capture::PcapSource::OpenFile(path);
   if (!source) {
@@ -74,7 +71,7 @@ int Live(const std::string& interface) {
   std::printf("flowmeter: metering %s\n", interface.c_str());
   std::fflush(stdout);
   custos::capture::CapturedFrame frame;
-  while (!g_stop) {
+  while (!custos::StopRequested()) {
     auto next = source->Next(frame);
     if (!next) {
       std::fprintf(stderr, "flowmeter: %s\n", next.error().message.c_str());
@@ -116,9 +113,6 @@ int main(int argc, char** argv) {
   app.add_option("--pcap", pcap, "read this capture and print flow events");
   app.add_option("--interface", interface, "capture here (default mirror0)");
   CLI11_PARSE(app, argc, argv);
-  struct sigaction action {};
-  action.sa_handler = OnTerm;
-  ::sigaction(SIGTERM, &action, nullptr);
-  ::sigaction(SIGINT, &action, nullptr);
+  custos::InstallStopHandlers();
   return pcap.empty() ? Live(interface) : Offline(pcap);
 }

@@ -17,22 +17,9 @@
 
 #include "custos/bus_client.h"
 #include "custos/event.h"
+#include "custos/instrument.h"
 
 namespace {
-
-volatile sig_atomic_t g_stop = 0;
-
-void OnTerm(int) { g_stop = 1; }
-
-long Setting(const char* key, long fallback) {
-  const char* path = std::getenv("CUSTOS_SETTINGS");
-  if (path == nullptr) return fallback;
-  std::ifstream in(path);
-  auto document = nlohmann::json::parse(in, nullptr, false);
-  if (document.is_discarded()) return fallback;
-  auto settings = document.value("settings", nlohmann::json::object());
-  return settings.value(key, fallback);
-}
 
 void Prune(const std::string& dir, long retention_seconds) {
   DIR* listing = ::opendir(dir.c_str());
@@ -51,21 +38,19 @@ void Prune(const std::string& dir, long retention_seconds) {
 }  // namespace
 
 int main() {
-  struct sigaction action {};
-  action.sa_handler = OnTerm;
-  ::sigaction(SIGTERM, &action, nullptr);
-  ::sigaction(SIGINT, &action, nullptr);
-  const char* data = std::getenv("CUSTOS_DATA");
-  std::string dir = data != nullptr ? data : "/data";
-  const char* retention_text = std::getenv("CUSTOS_RETENTION_SECONDS");
-  long retention = retention_text != nullptr ? std::atol(retention_text) : 7 * 86400;
-  long interval = Setting("interval_seconds", 10);
+  custos::InstallStopHandlers();
+  custos::InstrumentContext context;
+  if (auto loaded = custos::InstrumentContext::Load(); loaded) context = *loaded;
+  std::string dir = context.data_dir;
+  long retention =
+      context.retention.count() > 0 ? static_cast<long>(context.retention.count()) : 7 * 86400;
+  long interval = context.settings.value("interval_seconds", 10L);
   std::printf("heartbeat: writing to %s every %lds, keeping %lds\n", dir.c_str(), interval,
               retention);
   std::fflush(stdout);
   std::optional<custos::BusClient> bus;
   long sequence = 0;
-  while (!g_stop) {
+  while (!custos::StopRequested()) {
     if (!bus) {
       auto connected = custos::BusClient::Connect();
       if (connected) {
@@ -90,7 +75,7 @@ int main() {
     out << now << " alive\n";
     out.close();
     Prune(dir, retention);
-    for (long slept = 0; slept < interval && !g_stop; ++slept) ::sleep(1);
+    for (long slept = 0; slept < interval && !custos::StopRequested(); ++slept) ::sleep(1);
   }
   std::printf("heartbeat: stopping\n");
   return 0;

@@ -30,9 +30,6 @@
 
 namespace {
 
-volatile sig_atomic_t g_stop = 0;
-void OnTerm(int) { g_stop = 1; }
-
 struct Counts {
   std::uint64_t frames = 0;
   std::uint64_t bytes = 0;
@@ -81,10 +78,7 @@ nlohmann::json ApplyConfig(const std::string& payload, std::set<unsigned>& only)
 }  // namespace
 
 int main() {
-  struct sigaction action {};
-  action.sa_handler = OnTerm;
-  ::sigaction(SIGTERM, &action, nullptr);
-  ::sigaction(SIGINT, &action, nullptr);
+  custos::InstallStopHandlers();
   auto context = custos::InstrumentContext::Load();
   std::string dir = context ? context->data_dir : "/data";
   long report_seconds = context ? context->settings.value("report_seconds", 5L) : 5L;
@@ -115,7 +109,7 @@ int main() {
   std::set<unsigned> only;
   auto next_report = std::chrono::steady_clock::now();
   unsigned char frame[65536];
-  while (!g_stop) {
+  while (!custos::StopRequested()) {
     if (!bus) {
       if (auto connected = custos::BusClient::Connect(); connected)
         bus.emplace(std::move(*connected));

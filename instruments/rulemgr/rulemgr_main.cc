@@ -14,18 +14,8 @@
 #include "custos/event.h"
 #include "custos/instrument.h"
 
-namespace {
-
-volatile sig_atomic_t g_stop = 0;
-void OnTerm(int) { g_stop = 1; }
-
-}  // namespace
-
 int main() {
-  struct sigaction action {};
-  action.sa_handler = OnTerm;
-  ::sigaction(SIGTERM, &action, nullptr);
-  ::sigaction(SIGINT, &action, nullptr);
+  custos::InstallStopHandlers();
   auto context = custos::InstrumentContext::Load();
   if (!context) {
     std::printf("rulemgr: %s\n", context.error().message.c_str());
@@ -36,7 +26,7 @@ int main() {
   std::map<std::string, bool> done;
   for (const auto& [name, config] : targets.items()) done[name] = false;
   std::optional<custos::BusClient> bus;
-  while (!g_stop) {
+  while (!custos::StopRequested()) {
     if (!bus) {
       auto connected = custos::BusClient::Connect();
       if (connected) bus.emplace(std::move(*connected));
@@ -59,7 +49,7 @@ int main() {
       }
     }
     std::fflush(stdout);
-    for (long slept = 0; slept < retry && !g_stop; ++slept) ::sleep(1);
+    for (long slept = 0; slept < retry && !custos::StopRequested(); ++slept) ::sleep(1);
   }
   return 0;
 }

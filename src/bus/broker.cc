@@ -160,8 +160,9 @@ void Broker::SetPolicy(BusPolicy policy) {
   std::lock_guard lock(mutex_);
   policy_ = std::move(policy);
   // Subscriptions the new policy no longer allows end now.
-  for (auto& [topic, subscribers] : subscribers_) {
-    std::erase_if(subscribers, [&](Connection* connection) {
+  for (auto& entry : subscribers_) {
+    const std::string& topic = entry.first;  // a named reference: lambdas may capture it
+    std::erase_if(entry.second, [&](Connection* connection) {
       if (policy_.AllowsSubscribe(connection->endpoint->spec.name, topic)) return false;
       connection->topics.erase(topic);
       return true;

@@ -1,5 +1,7 @@
 #include "custos/instrument.h"
 
+#include <signal.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -16,6 +18,20 @@ Result<InstrumentContext> InstrumentContext::FromDocument(const std::string& jso
   if (const char* data = std::getenv("CUSTOS_DATA")) context.data_dir = data;
   return context;
 }
+
+namespace {
+volatile sig_atomic_t g_stop_requested = 0;
+void OnStopSignal(int) { g_stop_requested = 1; }
+}  // namespace
+
+void InstallStopHandlers() {
+  struct sigaction action {};
+  action.sa_handler = OnStopSignal;  // no SA_RESTART: blocking calls return EINTR
+  ::sigaction(SIGTERM, &action, nullptr);
+  ::sigaction(SIGINT, &action, nullptr);
+}
+
+bool StopRequested() { return g_stop_requested != 0; }
 
 Result<InstrumentContext> InstrumentContext::Load() {
   const char* path = std::getenv("CUSTOS_SETTINGS");

@@ -123,9 +123,12 @@ Result<InstrumentConfig> ParseInstrument(const YamlField& item, const fs::path& 
 
   for (const auto& capability : instrument.manifest.capabilities) {
     // Either would let a passive instrument lift the egress guard on mirror0.
-    if (instrument.network == NetworkMode::kPassive &&
+    // Either would let the engine lift the guard on the monitored interface.
+    if ((instrument.network == NetworkMode::kPassive ||
+         instrument.network == NetworkMode::kCapture) &&
         (capability == "CAP_NET_ADMIN" || capability == "CAP_SYS_ADMIN")) {
-      return item.Child("network").Fail("a passive instrument may not hold " + capability);
+      return item.Child("network").Fail(std::string("a ") + NetworkModeName(instrument.network) +
+                                        " instrument may not hold " + capability);
     }
     const auto& allowed = sensor.allowed_capabilities;
     if (std::find(allowed.begin(), allowed.end(), capability) == allowed.end()) {

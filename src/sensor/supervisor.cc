@@ -45,7 +45,9 @@ void HandBackInterfaces(const std::string& pin) {
   if (!links.is_array()) return;
   for (const auto& link : links) {
     std::string name = link.value("ifname", "");
-    if (name.empty() || name == "lo" || name == kMirrorInterface) continue;
+    // Tap ends (cm*) of a dead capture engine die with its namespace.
+    if (name.empty() || name == "lo" || name == kMirrorInterface || name.rfind("cm", 0) == 0)
+      continue;
     if (auto moved = MoveInterfaceBack(name, pin); moved) {
       spdlog::warn("handed back {} left in {} by an earlier run", name, pin);
     } else {
@@ -266,7 +268,11 @@ Status Supervisor::StartInstrument(const std::string& name) {
   CancelRestart(*entry);
   entry->consecutive_failures = 0;
   auto started = entry->instrument->Start();
-  if (!started) entry->instrument->set_last_error(started.error().message);
+  if (!started) {
+    entry->instrument->set_last_error(started.error().message);
+  } else if (entry->instrument->config().network == NetworkMode::kCapture) {
+    ReattachPassive();
+  }
   return started;
 }
 

@@ -29,6 +29,16 @@ std::vector<std::vector<std::uint8_t>> Frames(const std::string& path) {
   return frames;
 }
 
+// The monitored "wire" in the test host: wire0 goes to the capture engine,
+// traffic enters at wire1. No IPv6, so the kernel adds no frames of its own.
+void MakeWire(const TestNetns& host) {
+  host.Run({"ip", "link", "add", "wire0", "type", "veth", "peer", "name", "wire1"});
+  for (const char* end : {"wire0", "wire1"}) {
+    host.Run({"sysctl", "-q", "-w", std::string("net.ipv6.conf.") + end + ".disable_ipv6=1"});
+  }
+  host.Run({"ip", "link", "set", "wire1", "up"});
+}
+
 TEST(Capture, TcpdumpGetsEveryFrameAndFlowsAccountForThem) {
   std::string pcap;
   for (const auto& entry :
@@ -118,13 +128,8 @@ TEST(Capture, LiveWireReachesTcpdumpAndNothingLeavesTheMonitoredInterface) {
   SensorUnderTest sensor(
       "wire", instruments, "",
       "allowed_capabilities: [CAP_NET_RAW, CAP_SETUID, CAP_SETGID]\nactive_interfaces: [wire0]");
-  // The monitored "wire": wire0 goes to the capture engine, traffic enters at wire1.
   const auto& host = sensor.host();
-  host.Run({"ip", "link", "add", "wire0", "type", "veth", "peer", "name", "wire1"});
-  for (const char* end : {"wire0", "wire1"}) {
-    host.Run({"sysctl", "-q", "-w", std::string("net.ipv6.conf.") + end + ".disable_ipv6=1"});
-  }
-  host.Run({"ip", "link", "set", "wire1", "up"});
+  MakeWire(host);
   sensor.Start();
   sensor.WaitForLog("dump", "listening on mirror0");
   sensor.WaitForLog("capture", "feeding");
@@ -164,11 +169,7 @@ TEST(Capture, HostilePassiveTransmitReachesNeitherWireNorNeighbours) {
       "wiretx", instruments, "",
       "allowed_capabilities: [CAP_NET_RAW, CAP_SETUID, CAP_SETGID]\nactive_interfaces: [wire0]");
   const auto& host = sensor.host();
-  host.Run({"ip", "link", "add", "wire0", "type", "veth", "peer", "name", "wire1"});
-  for (const char* end : {"wire0", "wire1"}) {
-    host.Run({"sysctl", "-q", "-w", std::string("net.ipv6.conf.") + end + ".disable_ipv6=1"});
-  }
-  host.Run({"ip", "link", "set", "wire1", "up"});
+  MakeWire(host);
   sensor.Start();
   sensor.WaitForLog("dump", "listening on mirror0");
   sensor.WaitForLog("tx", "TRANSMITTED");
