@@ -118,6 +118,9 @@ int Run(const std::string& manifest, const std::string& sensord, int runs) {
     fs::copy_file(supervisor.platform().BundleDir("probe") + "/config.json",
                   peer_bundle + "/config.json");
     if (!supervisor.Apply(*empty)) return 1;
+    // Removing the instrument removed the folders its bundle mounts; the peer needs them.
+    fs::create_directories(supervisor.platform().UiDir("probe"));
+    fs::create_directories(supervisor.platform().BusDir("probe"));
     std::string runc_root = root + "/peer-runc";
     for (int i = 0; i < runs; ++i) {
       std::string id = "bench-peer-" + std::to_string(i);

@@ -149,6 +149,7 @@ int main() {
       custos::capture::CapturedFrame frame;
       while (!custos::StopRequested()) {
         auto next = source->Next(frame);
+        if (!next) std::printf("capture: %s\n", next.error().message.c_str());
         if (!next || !*next) break;
         ++received;
         FanOut(taps, frame.data);

@@ -115,8 +115,11 @@ Result<std::string> RunChecked(const std::vector<std::string>& argv) {
   if (result->exit_code != 0) {
     std::string output = result->output;
     while (!output.empty() && output.back() == '\n') output.pop_back();
-    return Error{"'" + JoinArgs(argv) + "' failed (exit " + std::to_string(result->exit_code) +
-                 "): " + output};
+    // Built piecewise: GCC 12 warns falsely (-Wrestrict) on "'" + string.
+    std::string message = "'";
+    message += JoinArgs(argv);
+    message += "' failed (exit " + std::to_string(result->exit_code) + "): " + output;
+    return Error{message};
   }
   return result->output;
 }

@@ -35,6 +35,9 @@ Result<BusClient> BusClient::Connect(const std::string& path) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoError("socket");
   BusClient client(fd);
+  int buffer = 1 << 20;  // fewer wake-ups per event under load
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer, sizeof buffer);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
     return ErrnoError("cannot connect to the bus at " + path);
   }
@@ -113,7 +116,12 @@ std::uint32_t BusClient::NextId() {
 }
 
 Status BusClient::Check(std::string_view name, std::string_view payload) const {
-  if (!bus::IsValidName(name)) return Error{"'" + std::string(name) + "' is not a valid bus name"};
+  if (!bus::IsValidName(name)) {
+    std::string message = "'";  // built piecewise: GCC 12 warns falsely on "'" + string
+    message += name;
+    message += "' is not a valid bus name";
+    return Error{message};
+  }
   if (payload.size() > bus::MaxPayload(kMaxFrame)) {
     return Error{"payload of " + std::to_string(payload.size()) + " bytes is over the bus limit"};
   }
