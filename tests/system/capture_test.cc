@@ -29,6 +29,24 @@ std::vector<std::vector<std::uint8_t>> Frames(const std::string& path) {
   return frames;
 }
 
+// Debian's tcpdump as a passive instrument named `dump`, writing /data/out.pcap.
+std::string Tcpdump() {
+  return "  - name: dump\n    manifest: " + std::string(CUSTOS_TEST_DATA) +
+         "/tcpdump/manifest.yaml" +
+         "\n    network: passive\n    args: [-i, mirror0, -n, -U, -Z, root, -w, /data/out.pcap]\n";
+}
+
+// The capture engine on the monitored interface wire0.
+std::string EngineOnWire() {
+  return "  - name: capture\n    manifest: " + ManifestOf("capture") +
+         "\n    network: capture\n    interface: wire0\n";
+}
+
+constexpr const char* kTcpdumpPolicy =
+    "allowed_capabilities: [CAP_NET_RAW, CAP_SETUID, CAP_SETGID]";
+constexpr const char* kWirePolicy =
+    "allowed_capabilities: [CAP_NET_RAW, CAP_SETUID, CAP_SETGID]\nactive_interfaces: [wire0]";
+
 // The monitored "wire" in the test host: wire0 goes to the capture engine,
 // traffic enters at wire1. No IPv6, so the kernel adds no frames of its own.
 void MakeWire(const TestNetns& host) {
@@ -52,16 +70,11 @@ TEST(Capture, TcpdumpGetsEveryFrameAndFlowsAccountForThem) {
   std::string instruments =
       "  - name: capture\n    manifest: " + ManifestOf("capture") +
       "\n    network: capture\n    bus: {publish: [capture]}\n"
-      "    settings: {pcap: /data/in.pcap, trigger: /data/go}\n"
-      "  - name: dump\n    manifest: " +
-      std::string(CUSTOS_TEST_DATA) + "/tcpdump/manifest.yaml" +
-      "\n    network: passive\n    args: [-i, mirror0, -n, -U, -Z, root, -w, /data/out.pcap]\n"
-      "  - name: flows\n    manifest: " +
-      ManifestOf("flowmeter") +
+      "    settings: {pcap: /data/in.pcap, trigger: /data/go}\n" +
+      Tcpdump() + "  - name: flows\n    manifest: " + ManifestOf("flowmeter") +
       "\n    network: passive\n    bus: {publish: [flow]}\n    settings: {idle_timeout_seconds: "
       "1}\n";
-  SensorUnderTest sensor("cap", instruments, "",
-                         "allowed_capabilities: [CAP_NET_RAW, CAP_SETUID, CAP_SETGID]");
+  SensorUnderTest sensor("cap", instruments, "", kTcpdumpPolicy);
   fs::create_directories(sensor.PersistentDir("capture"));
   fs::copy_file(pcap, sensor.PersistentDir("capture") + "/in.pcap");
   sensor.Start();
@@ -119,15 +132,7 @@ TEST(Capture, LiveWireReachesTcpdumpAndNothingLeavesTheMonitoredInterface) {
   }
   auto input = Frames(pcap);
   ASSERT_GT(input.size(), 5u);
-  std::string instruments =
-      "  - name: capture\n    manifest: " + ManifestOf("capture") +
-      "\n    network: capture\n    interface: wire0\n"
-      "  - name: dump\n    manifest: " +
-      std::string(CUSTOS_TEST_DATA) + "/tcpdump/manifest.yaml" +
-      "\n    network: passive\n    args: [-i, mirror0, -n, -U, -Z, root, -w, /data/out.pcap]\n";
-  SensorUnderTest sensor(
-      "wire", instruments, "",
-      "allowed_capabilities: [CAP_NET_RAW, CAP_SETUID, CAP_SETGID]\nactive_interfaces: [wire0]");
+  SensorUnderTest sensor("wire", EngineOnWire() + Tcpdump(), "", kWirePolicy);
   const auto& host = sensor.host();
   MakeWire(host);
   sensor.Start();
@@ -157,17 +162,9 @@ TEST(Capture, LiveWireReachesTcpdumpAndNothingLeavesTheMonitoredInterface) {
 }
 
 TEST(Capture, HostilePassiveTransmitReachesNeitherWireNorNeighbours) {
-  std::string instruments =
-      "  - name: capture\n    manifest: " + ManifestOf("capture") +
-      "\n    network: capture\n    interface: wire0\n"
-      "  - name: dump\n    manifest: " +
-      std::string(CUSTOS_TEST_DATA) + "/tcpdump/manifest.yaml" +
-      "\n    network: passive\n    args: [-i, mirror0, -n, -U, -Z, root, -w, /data/out.pcap]\n"
-      "  - name: tx\n    manifest: " +
-      ManifestOf("hostile") + "\n    network: passive\n    args: [transmit, '200']\n";
-  SensorUnderTest sensor(
-      "wiretx", instruments, "",
-      "allowed_capabilities: [CAP_NET_RAW, CAP_SETUID, CAP_SETGID]\nactive_interfaces: [wire0]");
+  std::string hostile = "  - name: tx\n    manifest: " + ManifestOf("hostile") +
+                        "\n    network: passive\n    args: [transmit, '200']\n";
+  SensorUnderTest sensor("wiretx", EngineOnWire() + Tcpdump() + hostile, "", kWirePolicy);
   const auto& host = sensor.host();
   MakeWire(host);
   sensor.Start();

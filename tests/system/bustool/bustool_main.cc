@@ -22,11 +22,9 @@
 
 #include "bus/frame.h"
 #include "custos/bus_client.h"
+#include "custos/instrument.h"
 
 namespace {
-
-volatile sig_atomic_t g_stop = 0;
-void OnTerm(int) { g_stop = 1; }
 
 std::vector<std::string> Split(const std::string& text) {
   std::vector<std::string> parts;
@@ -46,7 +44,7 @@ void Report(const std::string& action, const custos::Status& status) {
 }
 
 void Idle() {
-  while (!g_stop) ::pause();
+  while (!custos::StopRequested()) ::pause();
 }
 
 // Writes raw bytes on the connection, then reports what the broker answers.
@@ -67,7 +65,7 @@ void Listen(custos::BusClient& client) {
   std::map<std::string, long> counts;
   long total = 0, reported = 0;
   auto last = std::chrono::steady_clock::now();
-  while (!g_stop) {
+  while (!custos::StopRequested()) {
     auto received = client.Receive(std::chrono::milliseconds(100));
     if (!received) {
       Report("listen", false, received.error().message);
@@ -118,10 +116,7 @@ void Listen(custos::BusClient& client) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  struct sigaction action {};
-  action.sa_handler = OnTerm;
-  ::sigaction(SIGTERM, &action, nullptr);
-  ::sigaction(SIGINT, &action, nullptr);
+  custos::InstallStopHandlers();
   auto connected = custos::BusClient::Connect();
   if (!connected) {
     Report("connect", false, connected.error().message);
@@ -130,7 +125,7 @@ int main(int argc, char** argv) {
   }
   custos::BusClient client = std::move(*connected);
   Report("connect", true, client.name());
-  for (int i = 1; i < argc && !g_stop; ++i) {
+  for (int i = 1; i < argc && !custos::StopRequested(); ++i) {
     auto parts = Split(argv[i]);
     const std::string& verb = parts[0];
     auto arg = [&](size_t n) { return n < parts.size() ? parts[n] : std::string(); };
@@ -182,7 +177,7 @@ int main(int argc, char** argv) {
     }
   }
   // Stopped while parked in stuck or listen is not "done".
-  if (!g_stop) {
+  if (!custos::StopRequested()) {
     std::printf("ACTIONS DONE\n");
     std::fflush(stdout);
   }
