@@ -35,6 +35,11 @@ void PrintStatus(const nlohmann::json& status) {
                 Megabytes(instrument["memory_bytes"]).c_str(),
                 Megabytes(instrument["memory_limit_bytes"]).c_str(),
                 Text(bus.value("dropped", nlohmann::json())).c_str());
+    if (instrument.contains("mirror")) {
+      std::printf("  mirror0: %s frames delivered, %s dropped on the link\n",
+                  Text(instrument["mirror"]["delivered"]).c_str(),
+                  Text(instrument["mirror"]["dropped"]).c_str());
+    }
     if (instrument.contains("last_error")) {
       std::printf("  last error: %s\n", Text(instrument["last_error"]).c_str());
     }

@@ -332,7 +332,12 @@ nlohmann::json Instrument::StatusJson() const {
   auto memory = running() ? CgroupMemoryBytes(platform_.CgroupPath(config_.name)) : std::nullopt;
   status["memory_bytes"] = memory ? nlohmann::json(*memory) : nlohmann::json(nullptr);
   status["memory_limit_bytes"] = config_.limits.memory_bytes;
-  if (mirror_) status["mirror_host_end"] = mirror_->host_end;
+  if (mirror_) {
+    status["mirror_host_end"] = mirror_->host_end;
+    if (auto counters = ReadMirrorCounters(*mirror_)) {
+      status["mirror"] = {{"delivered", counters->delivered}, {"dropped", counters->dropped}};
+    }
+  }
   return status;
 }
 

@@ -149,6 +149,10 @@ TEST(Capture, LiveWireReachesTcpdumpAndNothingLeavesTheMonitoredInterface) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ASSERT_EQ(captured.size(), input.size()) << sensor.Log("capture") << sensor.Log("dump");
+  // The platform's own count of what crossed each mirror link agrees.
+  auto dump = sensor.InstrumentStatus("dump");
+  EXPECT_EQ(dump["mirror"]["delivered"], input.size()) << dump.dump();
+  EXPECT_EQ(dump["mirror"]["dropped"], 0) << dump.dump();
   for (std::size_t i = 0; i < input.size(); ++i) EXPECT_EQ(captured[i], input[i]) << "frame " << i;
   // Whatever reached the wire from the sensor side would arrive at wire1.
   EXPECT_EQ(InterfaceCounter(host.path(), "wire1", "rx_packets"), 0u);
