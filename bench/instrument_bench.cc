@@ -74,6 +74,11 @@ double ResidentMb(pid_t pid) {
 int Run(const std::string& manifest, const std::string& sensord, int runs) {
   char pattern[] = "/tmp/custos-bench-XXXXXX";
   std::string root = ::mkdtemp(pattern);
+  // Removed however the run ends, failures included.
+  struct RemoveOnExit {
+    std::string path;
+    ~RemoveOnExit() { fs::remove_all(path); }
+  } cleanup{root};
   ::chmod(root.c_str(), 0755);
   std::string config_path = root + "/sensor.yaml";
   std::string with = ConfigText(root, manifest, true);
@@ -156,7 +161,6 @@ int Run(const std::string& manifest, const std::string& sensord, int runs) {
   double rss = ResidentMb(*pid);
   ::kill(*pid, SIGTERM);
   ::waitpid(*pid, nullptr, 0);
-  fs::remove_all(root);
 
   std::printf("BENCH instrument_start_ms %.1f ms\n", Median(start_ms));
   std::printf("BENCH instrument_start_ms.peer %.1f ms\n", Median(peer_ms));
