@@ -20,6 +20,10 @@
 
 #include "custos/result.h"
 
+namespace custos::bus {
+enum class FrameType : std::uint8_t;  // the wire format's, in src/bus/frame.h
+}  // namespace custos::bus
+
 namespace custos {
 
 struct BusMessage {
@@ -85,7 +89,12 @@ class BusClient {
   Status Write(const std::string& bytes, int pass_fd = -1);
   // Reads one frame (or times out) and files it; returns false on timeout.
   Result<bool> ReadOne(std::chrono::steady_clock::time_point deadline);
-  Result<Answer> WaitFor(std::uint32_t request_id, std::chrono::milliseconds timeout);
+  // The answer's payload, or the broker's error as an Error.
+  Result<std::string> WaitFor(std::uint32_t request_id, std::chrono::milliseconds timeout);
+  // Sends one request frame and waits for its answer.
+  Result<std::string> Call(bus::FrameType type, std::uint16_t code, const std::string& first,
+                           const std::string& second, std::string_view payload,
+                           std::chrono::milliseconds timeout);
   std::uint32_t NextId();
   Status Check(std::string_view name, std::string_view payload) const;
 

@@ -7,9 +7,7 @@ FlowMeter::FlowMeter(net::FlowTable::Sink sink, net::FlowTimeouts timeouts)
 
 void FlowMeter::Process(const capture::CapturedFrame& frame, capture::LinkKind link) {
   ++counters_.frames;
-  auto data = frame.data;
-  if (link == capture::LinkKind::kLoopback)
-    data = data.size() >= 4 ? data.subspan(4) : data.subspan(data.size());
+  auto data = capture::LinkPayload(frame.data, link);
   net::DecodedPacket packet;
   auto status = link == capture::LinkKind::kEthernet ? decoder_.Decode(data, packet)
                                                      : decoder_.DecodeRawIp(data, packet);

@@ -79,10 +79,9 @@ Result<bool> PcapSource::Next(CapturedFrame& frame) {
   return Error{std::string("capture failed: ") + pcap_geterr(handle_.get())};
 }
 
-std::span<const std::uint8_t> PcapSource::Strip(std::span<const std::uint8_t> data) const {
-  if (link_ == LinkKind::kLoopback)
-    return data.size() >= 4 ? data.subspan(4) : data.subspan(data.size());
-  return data;
+std::span<const std::uint8_t> LinkPayload(std::span<const std::uint8_t> data, LinkKind link) {
+  if (link != LinkKind::kLoopback) return data;
+  return data.size() >= 4 ? data.subspan(4) : data.subspan(data.size());
 }
 
 std::uint64_t PcapSource::Dropped() const {

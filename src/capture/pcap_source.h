@@ -22,6 +22,10 @@ struct CapturedFrame {
 
 enum class LinkKind { kEthernet, kRawIp, kLoopback };
 
+// The part of a frame where the link's payload (Ethernet or IP) starts:
+// loopback captures carry a 4-byte address family first.
+std::span<const std::uint8_t> LinkPayload(std::span<const std::uint8_t> data, LinkKind link);
+
 class PcapSource {
  public:
   static Result<PcapSource> OpenFile(const std::string& path);
@@ -31,8 +35,6 @@ class PcapSource {
   // True and a frame; false at the end of a file or when a live read timed out.
   Result<bool> Next(CapturedFrame& frame);
   LinkKind link() const { return link_; }
-  // The part of a frame where this link type's payload (Ethernet or IP) starts.
-  std::span<const std::uint8_t> Strip(std::span<const std::uint8_t> data) const;
   // Kernel drops for a live capture.
   std::uint64_t Dropped() const;
 

@@ -39,7 +39,16 @@ bool UnifiedOnly() {
   return ::stat("/sys/fs/cgroup/cgroup.controllers", &info) == 0;
 }
 
-std::vector<std::string> Hierarchies(const std::string& cgroup_path);
+std::vector<std::string> Hierarchies(const std::string& cgroup_path) {
+  if (UnifiedOnly()) return {std::string(kRoot) + cgroup_path};
+  std::vector<std::string> paths;
+  for (const char* controller :
+       {"memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "net_cls",
+        "net_prio", "perf_event", "hugetlb", "rdma", "misc", "systemd", "unified"}) {
+    paths.push_back(std::string(kRoot) + "/" + controller + cgroup_path);
+  }
+  return paths;
+}
 
 }  // namespace
 
@@ -53,21 +62,6 @@ std::optional<std::uint64_t> CgroupOomKills(const std::string& cgroup_path) {
     return ReadKey(std::string(kRoot) + cgroup_path + "/memory.events", "oom_kill");
   return ReadKey(std::string(kRoot) + "/memory" + cgroup_path + "/memory.oom_control", "oom_kill");
 }
-
-namespace {
-
-std::vector<std::string> Hierarchies(const std::string& cgroup_path) {
-  if (UnifiedOnly()) return {std::string(kRoot) + cgroup_path};
-  std::vector<std::string> paths;
-  for (const char* controller :
-       {"memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "net_cls",
-        "net_prio", "perf_event", "hugetlb", "rdma", "misc", "systemd", "unified"}) {
-    paths.push_back(std::string(kRoot) + "/" + controller + cgroup_path);
-  }
-  return paths;
-}
-
-}  // namespace
 
 bool CgroupExists(const std::string& cgroup_path) {
   for (const auto& path : Hierarchies(cgroup_path)) {

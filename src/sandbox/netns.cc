@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <nlohmann/json.hpp>
 
 #include "common/process.h"
 #include "common/unique_fd.h"
@@ -15,6 +16,19 @@ namespace custos {
 Result<std::string> RunInNetns(const std::string& netns_path, std::vector<std::string> argv) {
   argv.insert(argv.begin(), {"nsenter", "--net=" + netns_path, "--"});
   return RunChecked(argv);
+}
+
+Result<InterfaceStats> ReadInterfaceStats(const std::string& netns_path,
+                                          const std::string& device) {
+  auto output = RunInNetns(netns_path, {"ip", "-s", "-j", "link", "show", "dev", device});
+  if (!output) return output.error();
+  auto document = nlohmann::json::parse(*output, nullptr, false);
+  if (!document.is_array() || document.empty() || !document[0].contains("stats64")) {
+    return Error{"no statistics for " + device};
+  }
+  const auto& stats = document[0]["stats64"];
+  return InterfaceStats{stats["rx"].value("packets", 0ull), stats["tx"].value("packets", 0ull),
+                        stats["tx"].value("dropped", 0ull)};
 }
 
 Status PinNetns(pid_t pid, const std::string& path) {

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,14 @@ namespace custos {
 
 // Runs argv with its network namespace switched to the one at netns_path.
 Result<std::string> RunInNetns(const std::string& netns_path, std::vector<std::string> argv);
+
+// An interface's kernel counters, read inside the namespace it lives in.
+struct InterfaceStats {
+  std::uint64_t rx_packets = 0;
+  std::uint64_t tx_packets = 0;
+  std::uint64_t tx_dropped = 0;
+};
+Result<InterfaceStats> ReadInterfaceStats(const std::string& netns_path, const std::string& device);
 
 // Bind-mounts /proc/<pid>/ns/net onto `path` (created if missing).
 Status PinNetns(pid_t pid, const std::string& path);

@@ -2,8 +2,6 @@
 
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-
 #include "common/process.h"
 #include "sandbox/netns.h"
 #include "sandbox/nftables.h"
@@ -65,21 +63,6 @@ Status DestroyMirrorLink(const MirrorLink& link) {
     return result.error();
   }
   return {};
-}
-
-Result<MirrorCounters> ReadMirrorCounters(const MirrorLink& link) {
-  auto output =
-      RunInNetns(link.hub_netns, {"ip", "-s", "-j", "link", "show", "dev", link.host_end});
-  if (!output) return output.error();
-  auto document = nlohmann::json::parse(*output, nullptr, false);
-  if (!document.is_array() || document.empty() || !document[0].contains("stats64")) {
-    return Error{"no statistics for " + link.host_end};
-  }
-  const auto& stats = document[0]["stats64"];
-  MirrorCounters counters;
-  counters.delivered = stats["tx"].value("packets", 0ull);
-  counters.dropped = stats["tx"].value("dropped", 0ull);
-  return counters;
 }
 
 Status MoveInterfaceIn(const std::string& interface, const std::string& instrument_netns) {

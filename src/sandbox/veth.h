@@ -4,7 +4,6 @@
 // by nftables drops so nothing the instrument sends goes anywhere.
 #pragma once
 
-#include <cstdint>
 #include <string>
 
 #include "common/result.h"
@@ -28,15 +27,6 @@ Result<MirrorLink> CreateMirrorLink(const std::string& hub_netns,
 Status DestroyMirrorLink(const MirrorLink& link);
 
 std::string IngressGuardChain(const std::string& host_end);
-
-// What crossed the link towards the instrument, counted by the kernel on the
-// tap end (not reported by any instrument): frames sent, and frames the
-// kernel dropped on the way (queue full, no buffer).
-struct MirrorCounters {
-  std::uint64_t delivered = 0;
-  std::uint64_t dropped = 0;
-};
-Result<MirrorCounters> ReadMirrorCounters(const MirrorLink& link);
 
 // Active mode: moves a host interface into the instrument's namespace and
 // back into the namespace of the calling process.

@@ -19,6 +19,7 @@ using bus::FrameType;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::uint32_t kMaxFrame = bus::kDefaultMaxFrame;
+constexpr std::uint16_t kWantsReply = 1;  // in a send frame's code
 
 }  // namespace
 
@@ -154,7 +155,7 @@ Result<bool> BusClient::ReadOne(Clock::time_point deadline) {
           break;
         case FrameType::kMessage:
           inbox_.push_back({BusMessage::Kind::kMessage, "", frame.first, frame.second,
-                            std::move(frame.payload), frame.request_id, frame.code == 1});
+                            std::move(frame.payload), frame.request_id, frame.code == kWantsReply});
           break;
         case FrameType::kFile:
           inbox_.push_back(
@@ -197,8 +198,8 @@ Result<bool> BusClient::ReadOne(Clock::time_point deadline) {
   }
 }
 
-Result<BusClient::Answer> BusClient::WaitFor(std::uint32_t request_id,
-                                             std::chrono::milliseconds timeout) {
+Result<std::string> BusClient::WaitFor(std::uint32_t request_id,
+                                       std::chrono::milliseconds timeout) {
   // Whatever happens, this id is no longer awaited; a late answer is dropped.
   struct Forget {
     std::set<std::uint32_t>& ids;
@@ -212,7 +213,8 @@ Result<BusClient::Answer> BusClient::WaitFor(std::uint32_t request_id,
       if (it->first != request_id) continue;
       Answer answer = std::move(it->second);
       answers_.erase(it);
-      return answer;
+      if (!answer.ok) return Error{std::move(answer.payload)};
+      return std::move(answer.payload);
     }
     auto read = ReadOne(deadline);
     if (!read) return read.error();
@@ -221,13 +223,18 @@ Result<BusClient::Answer> BusClient::WaitFor(std::uint32_t request_id,
   }
 }
 
+Result<std::string> BusClient::Call(FrameType type, std::uint16_t code, const std::string& first,
+                                    const std::string& second, std::string_view payload,
+                                    std::chrono::milliseconds timeout) {
+  std::uint32_t id = NextId();
+  bus::EncodeFrame(Frame{type, id, code, first, second, {}, std::string(payload)}, out_);
+  return WaitFor(id, timeout);
+}
+
 Status BusClient::Subscribe(const std::string& topic, std::chrono::milliseconds timeout) {
   CUSTOS_TRY(Check(topic, ""));
-  std::uint32_t id = NextId();
-  bus::EncodeFrame(Frame{FrameType::kSubscribe, id, 0, topic, "", {}, ""}, out_);
-  auto answer = WaitFor(id, timeout);
+  auto answer = Call(FrameType::kSubscribe, 0, topic, "", "", timeout);
   if (!answer) return answer.error();
-  if (!answer->ok) return Error{answer->payload};
   return {};
 }
 
@@ -235,11 +242,8 @@ Status BusClient::Send(const std::string& to, const std::string& type, std::stri
                        std::chrono::milliseconds timeout) {
   CUSTOS_TRY(Check(to, payload));
   CUSTOS_TRY(Check(type, ""));
-  std::uint32_t id = NextId();
-  bus::EncodeFrame(Frame{FrameType::kSend, id, 0, to, type, {}, std::string(payload)}, out_);
-  auto answer = WaitFor(id, timeout);
+  auto answer = Call(FrameType::kSend, 0, to, type, payload, timeout);
   if (!answer) return answer.error();
-  if (!answer->ok) return Error{answer->payload};
   return {};
 }
 
@@ -248,12 +252,7 @@ Result<std::string> BusClient::Request(const std::string& to, const std::string&
                                        std::chrono::milliseconds timeout) {
   CUSTOS_TRY(Check(to, payload));
   CUSTOS_TRY(Check(type, ""));
-  std::uint32_t id = NextId();
-  bus::EncodeFrame(Frame{FrameType::kSend, id, 1, to, type, {}, std::string(payload)}, out_);
-  auto answer = WaitFor(id, timeout);
-  if (!answer) return answer.error();
-  if (!answer->ok) return Error{answer->payload};
-  return std::move(answer->payload);
+  return Call(FrameType::kSend, kWantsReply, to, type, payload, timeout);
 }
 
 Status BusClient::Reply(const BusMessage& request, std::string_view payload) {
@@ -274,17 +273,11 @@ Status BusClient::SendFile(int fd, const std::string& name,
   CUSTOS_TRY(Write(frame, fd));
   auto answer = WaitFor(id, timeout);
   if (!answer) return answer.error();
-  if (!answer->ok) return Error{answer->payload};
   return {};
 }
 
 Result<std::string> BusClient::Settings(std::chrono::milliseconds timeout) {
-  std::uint32_t id = NextId();
-  bus::EncodeFrame(Frame{FrameType::kGetSettings, id, 0, "", "", {}, ""}, out_);
-  auto answer = WaitFor(id, timeout);
-  if (!answer) return answer.error();
-  if (!answer->ok) return Error{answer->payload};
-  return std::move(answer->payload);
+  return Call(FrameType::kGetSettings, 0, "", "", "", timeout);
 }
 
 Result<std::optional<BusMessage>> BusClient::Receive(std::chrono::milliseconds timeout) {

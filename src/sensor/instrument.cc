@@ -334,8 +334,9 @@ nlohmann::json Instrument::StatusJson() const {
   status["memory_limit_bytes"] = config_.limits.memory_bytes;
   if (mirror_) {
     status["mirror_host_end"] = mirror_->host_end;
-    if (auto counters = ReadMirrorCounters(*mirror_)) {
-      status["mirror"] = {{"delivered", counters->delivered}, {"dropped", counters->dropped}};
+    // Counted by the kernel on the tap end, not reported by any instrument.
+    if (auto stats = ReadInterfaceStats(mirror_->hub_netns, mirror_->host_end)) {
+      status["mirror"] = {{"delivered", stats->tx_packets}, {"dropped", stats->tx_dropped}};
     }
   }
   return status;

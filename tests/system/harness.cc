@@ -67,19 +67,13 @@ std::string SensordBinary() { return CUSTOS_SENSORD; }
 
 std::uint64_t InterfaceCounter(const std::string& netns_path, const std::string& interface,
                                const std::string& counter) {
-  auto json = RunInNetns(netns_path, {"ip", "-s", "-j", "link", "show", "dev", interface});
-  if (!json) {
-    ADD_FAILURE() << json.error().message;
+  auto stats = ReadInterfaceStats(netns_path, interface);
+  if (!stats) {
+    ADD_FAILURE() << stats.error().message;
     return 0;
   }
-  auto document = nlohmann::json::parse(*json, nullptr, false);
-  if (!document.is_array() || document.empty()) {
-    ADD_FAILURE() << "no statistics for " << interface;
-    return 0;
-  }
-  const auto& stats = document[0]["stats64"];
-  if (counter == "rx_packets") return stats["rx"]["packets"].get<std::uint64_t>();
-  if (counter == "tx_packets") return stats["tx"]["packets"].get<std::uint64_t>();
+  if (counter == "rx_packets") return stats->rx_packets;
+  if (counter == "tx_packets") return stats->tx_packets;
   ADD_FAILURE() << "unknown counter " << counter;
   return 0;
 }
