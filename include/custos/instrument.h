@@ -13,6 +13,7 @@ namespace custos {
 
 struct InstrumentContext {
   std::string name;                // CUSTOS_INSTRUMENT
+  std::string network;             // none, passive, active or capture; empty if not said
   std::string data_dir = "/data";  // persistent, kept across restarts, pruned by retention
   std::string tmp_dir = "/tmp";    // transient, gone at stop
   std::chrono::seconds retention{0};

@@ -13,6 +13,7 @@ Result<InstrumentContext> InstrumentContext::FromDocument(const std::string& jso
   if (!document.is_object()) return Error{"the settings document is not a JSON object"};
   InstrumentContext context;
   context.name = document.value("instrument", "");
+  context.network = document.value("network", "");
   context.retention = std::chrono::seconds(document.value("retention_seconds", 0LL));
   context.settings = document.value("settings", nlohmann::json::object());
   if (const char* data = std::getenv("CUSTOS_DATA")) context.data_dir = data;
