@@ -277,6 +277,11 @@ std::uint64_t IpfixExporter::Now() const {
                                         .count());
 }
 
+bool IpfixExporter::BatchDue(std::uint64_t now_ms) const {
+  return now_ms < message_started_ms_ ||
+         now_ms >= message_started_ms_ + static_cast<std::uint64_t>(options_.max_delay.count());
+}
+
 void IpfixExporter::StartMessage(std::uint64_t now_ms) {
   message_.assign(kHeaderBytes, 0);
   set_start_ = 0;
@@ -284,7 +289,9 @@ void IpfixExporter::StartMessage(std::uint64_t now_ms) {
   message_records_ = 0;
   message_started_ms_ = now_ms;
   auto refresh = static_cast<std::uint64_t>(options_.template_refresh.count());
-  message_has_templates_ = !templates_sent_ms_ || now_ms >= *templates_sent_ms_ + refresh;
+  // A clock set back counts as time up, so nothing waits for it to catch up.
+  message_has_templates_ = !templates_sent_ms_ || now_ms < *templates_sent_ms_ ||
+                           now_ms >= *templates_sent_ms_ + refresh;
   if (message_has_templates_) {
     Put16(message_, kTemplateSetId);
     Put16(message_, static_cast<std::uint16_t>(kTemplateSetBytes));
@@ -324,13 +331,12 @@ void IpfixExporter::Add(const net::FlowRecord& flow) {
   }
   PutRecord(message_, flow);
   ++message_records_;
-  if (now >= message_started_ms_ + static_cast<std::uint64_t>(options_.max_delay.count())) Flush();
+  if (BatchDue(now)) Flush();
 }
 
 void IpfixExporter::Tick() {
   if (message_records_ == 0) return;
-  if (Now() >= message_started_ms_ + static_cast<std::uint64_t>(options_.max_delay.count()))
-    Flush();
+  if (BatchDue(Now())) Flush();
 }
 
 void IpfixExporter::Flush() {

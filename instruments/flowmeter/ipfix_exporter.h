@@ -79,6 +79,7 @@ class IpfixExporter {
  private:
   IpfixExporter(IpfixOptions options, UniqueFd socket);
   std::uint64_t Now() const;
+  bool BatchDue(std::uint64_t now_ms) const;  // also when the clock went back
   void StartMessage(std::uint64_t now_ms);
   void StartDataSet(std::uint16_t template_id);
   void CloseSet();
