@@ -33,6 +33,7 @@ struct Outcome {
   error_code client_handshake;
   error_code client_read;
   std::string client_received;
+  bool client_can_resume = false;  // the server sent a session ticket
   std::optional<Result<PeerIdentity>> peer;
 
   bool Connected() const {
@@ -87,6 +88,8 @@ Outcome Exchange(ssl::context& server_context, ssl::context& client_context,
       asio::async_read(client, asio::buffer(buffer), [&](error_code read, size_t length) {
         outcome.client_read = read;
         outcome.client_received.assign(buffer.data(), length);
+        outcome.client_can_resume =
+            SSL_SESSION_is_resumable(SSL_get0_session(client.native_handle())) == 1;
         outcome.client_done = true;
       });
     });
@@ -143,6 +146,8 @@ TEST_F(TlsTest, MutualTls13HandshakeNamesTheSensor) {
   EXPECT_EQ((*outcome.peer)->sensor_id, "sensor-0001");
   EXPECT_EQ((*outcome.peer)->tenant, "acme");
   EXPECT_EQ((*outcome.peer)->serial_hex, sensor.certificate.serial_hex);
+  // Resumption would skip the CRL check, so the server issues no tickets.
+  EXPECT_FALSE(outcome.client_can_resume);
 }
 
 TEST_F(TlsTest, ClientAcceptsTheServerByIpAddress) {
