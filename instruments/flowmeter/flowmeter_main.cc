@@ -70,8 +70,13 @@ custos::Result<std::optional<custos::flowmeter::IpfixOptions>> IpfixSettings(
     return custos::Error{std::string("setting ipfix: needs network mode active; in mode ") +
                          context->network + " nothing the instrument sends leaves it"};
   }
-  // The interface has no address and no routes: send on it alone.
-  if (context->network == "active") (*options)->interface = interface;
+  if (context->network == "active") {
+    // The interface has no address and no routes: send on it alone, from
+    // an address the operator gives (else the source would be 0.0.0.0).
+    if ((*options)->source.empty())
+      return custos::Error{"setting ipfix_source: is required in active mode"};
+    (*options)->interface = interface;
+  }
   return options;
 }
 

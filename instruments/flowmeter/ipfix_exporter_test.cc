@@ -556,14 +556,16 @@ TEST(IpfixSettings, FlowmeterStopsAtStartOnABadValue) {
   const Case cases[] = {
       {"active", "198.18.0.9", "flowmeter: setting ipfix: '198.18.0.9' is not a collector address"},
       {"passive", "198.18.0.9:4739", "flowmeter: setting ipfix: needs network mode active"},
+      {"active", "198.18.0.9:4739", "flowmeter: setting ipfix_source: is required in active mode"},
   };
   for (const auto& [network, ipfix, error] : cases) {
     nlohmann::json document = {
         {"instrument", "flowmeter"}, {"network", network}, {"settings", {{"ipfix", ipfix}}}};
     auto path = dir.path() / "instrument.json";
     std::ofstream(path) << document.dump();
-    auto result = RunCommand(
-        {"env", "CUSTOS_SETTINGS=" + path.string(), FLOWMETER_BINARY, "--interface", "lo"});
+    // `timeout`: a flow meter that accepted the settings would meter lo until stopped.
+    auto result = RunCommand({"timeout", "10", "env", "CUSTOS_SETTINGS=" + path.string(),
+                              FLOWMETER_BINARY, "--interface", "lo"});
     ASSERT_TRUE(result.ok()) << result.error().message;
     EXPECT_EQ(result->exit_code, 1) << result->output;
     EXPECT_NE(result->output.find(error), std::string::npos) << result->output;
