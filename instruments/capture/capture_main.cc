@@ -1,107 +1,222 @@
 // capture: the capture engine. It reads the monitored traffic (live from
 // the interface the platform moved into its namespace, or from a pcap file)
-// and copies every frame to the tap end of each passive instrument's
-// mirror link; it does no analysis. Tap ends are the interfaces named cm*
-// in its namespace; it writes to them through AF_PACKET sockets opened with
-// protocol 0, so it never reads them. Counters per consumer are printed and
-// published as `capture` events each second.
-//   settings: {"pcap": "/data/in.pcap", "trigger": "/data/go", "repeat_seconds": N}
-//             replays the file when the trigger file appears (at once without a
-//             trigger), again every N seconds if N > 0; without "pcap" it captures
-//             CUSTOS_CAPTURE_INTERFACE.
-#include <arpa/inet.h>
-#include <linux/if_packet.h>
-#include <net/if.h>
-#include <signal.h>
-#include <sys/socket.h>
+// and hands every frame to the consumers, doing no analysis itself:
+//  - the capture ring: one copy per frame into a sealed memfd that `ring`
+//    instruments map read-only (src/capture/packet_ring.h);
+//  - mirror links: a copy to the tap end (cm*) of each passive instrument's
+//    veth pair, through send-only AF_PACKET sockets (tap_fanout.h).
+// Counters per consumer are printed and published as `capture` events each
+// second.
+//   settings: {"pcap": "/data/in.pcap", "trigger": "/data/go", "repeat_seconds": N,
+//              "loops": N, "ring_slots": 16384, "ring_slot_bytes": 2048}
+//   Replays the file (`loops` times back to back) when the trigger file appears
+//   (at once without a trigger), again every N seconds if N > 0; without "pcap"
+//   it captures CUSTOS_CAPTURE_INTERFACE. ring_slots 0 turns the ring off.
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
 
+#include "capture/packet_ring.h"
 #include "capture/pcap_source.h"
+#include "common/files.h"
 #include "custos/bus_client.h"
 #include "custos/event.h"
 #include "custos/instrument.h"
+#include "tap_fanout.h"
 
 namespace {
 
-struct Tap {
-  int fd = -1;
-  unsigned index = 0;  // the interface it was opened on
-  std::uint64_t delivered = 0;
-  std::uint64_t dropped = 0;
-};
+using custos::capture::CapturedFrame;
+using custos::capture::RingWriter;
+using custos::capture::TapFanout;
 
-// Opens a send-only socket for every tap end not yet known.
-// Opens a send-only socket for every tap end, re-opens it when a restarted
-// passive instrument got a new link under the same name, and closes the
-// ones that are gone.
-void RefreshTaps(std::map<std::string, Tap>& taps) {
-  std::map<std::string, unsigned> present;
-  struct if_nameindex* names = ::if_nameindex();
-  for (auto* item = names; item && item->if_index != 0; ++item) {
-    if (std::string(item->if_name).rfind("cm", 0) == 0) present[item->if_name] = item->if_index;
-  }
-  if (names) ::if_freenameindex(names);
-  for (auto it = taps.begin(); it != taps.end();) {
-    auto found = present.find(it->first);
-    if (found == present.end() || found->second != it->second.index) {
-      ::close(it->second.fd);
-      it = taps.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (const auto& [name, index] : present) {
-    if (taps.contains(name)) continue;
-    // Protocol 0: the socket receives nothing, so the engine never reads a tap.
-    int fd = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-    sockaddr_ll address{};
-    address.sll_family = AF_PACKET;
-    address.sll_ifindex = static_cast<int>(index);
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-      std::printf("capture: cannot open tap %s\n", name.c_str());
-      if (fd >= 0) ::close(fd);
-      continue;
-    }
-    int one = 1;
-    ::setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
-    taps[name] = Tap{fd, index};
-    std::printf("capture: feeding %s\n", name.c_str());
-  }
-  std::fflush(stdout);
-}
-
-void FanOut(std::map<std::string, Tap>& taps, std::span<const std::uint8_t> frame) {
-  for (auto& [name, tap] : taps) {
-    if (::send(tap.fd, frame.data(), frame.size(), MSG_DONTWAIT) ==
-        static_cast<ssize_t>(frame.size())) {
-      ++tap.delivered;
-    } else {
-      ++tap.dropped;
-    }
-  }
-}
-
-nlohmann::json Counters(const std::map<std::string, Tap>& taps, std::uint64_t received,
-                        std::uint64_t kernel_drops) {
-  auto consumers = nlohmann::json::object();
-  for (const auto& [name, tap] : taps)
-    consumers[name] = {{"delivered", tap.delivered}, {"dropped", tap.dropped}};
-  return {{"received", received}, {"kernel_dropped", kernel_drops}, {"consumers", consumers}};
-}
+constexpr const char* kTapInfoDir = "/run/custos/taps";
+constexpr int kWakeEvery = 64;  // frames between wake-ups of sleeping ring readers
 
 bool Exists(const std::string& path) {
   struct stat info {};
   return ::stat(path.c_str(), &info) == 0;
+}
+
+class Engine {
+ public:
+  Engine(std::optional<RingWriter> ring) : ring_(std::move(ring)), taps_(kTapInfoDir) {}
+
+  // Hands one frame to every consumer. `lossless`: a file can wait for the
+  // ring's slowest reader; a live wire cannot.
+  void Deliver(const CapturedFrame& frame, bool lossless) {
+    ++received_;
+    if (ring_) {
+      if (lossless) ring_->WaitForRoom(1000);
+      if (!ring_->Write(frame.data, frame.wire_length, frame.timestamp_us)) ++truncated_;
+      if (++since_wake_ >= kWakeEvery) {
+        ring_->WakeSleepers();
+        since_wake_ = 0;
+      }
+    }
+    taps_.Add(frame.data, frame.wire_length);
+  }
+
+  // Ends a batch: queued tap frames go out, sleeping ring readers wake.
+  void Flush() {
+    taps_.Flush();
+    if (ring_) ring_->WakeSleepers();
+    since_wake_ = 0;
+  }
+
+  // Waits (bounded) until every ring reader has read all that was written.
+  bool WaitUntilDrained(std::chrono::milliseconds limit) {
+    if (!ring_) return true;
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!ring_->Drained()) {
+      if (std::chrono::steady_clock::now() >= deadline || custos::StopRequested()) return false;
+      ring_->WakeSleepers();
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    return true;
+  }
+
+  void RefreshTaps() { taps_.Refresh(); }
+
+  nlohmann::json Counters(std::uint64_t kernel_drops) const {
+    nlohmann::json counters = {
+        {"received", received_}, {"kernel_dropped", kernel_drops}, {"consumers", taps_.Counters()}};
+    if (ring_) {
+      auto readers = nlohmann::json::object();
+      for (int slot = 0; slot < ring_->consumers(); ++slot) {
+        const auto& cursor = ring_->cursor(slot);
+        if (cursor.attached.load(std::memory_order_relaxed) == 0) continue;
+        std::string name = "slot-" + std::to_string(slot);
+        auto info =
+            custos::ReadFile(std::string(kTapInfoDir) + "/ring-" + std::to_string(slot) + ".json");
+        if (info) name = nlohmann::json::parse(*info, nullptr, false).value("instrument", name);
+        // The reader's own counts, from its cursor page.
+        readers[name] = {{"slot", slot},
+                         {"delivered", cursor.delivered.load(std::memory_order_relaxed)},
+                         {"dropped", cursor.dropped.load(std::memory_order_relaxed)},
+                         {"filtered", cursor.filtered.load(std::memory_order_relaxed)}};
+      }
+      counters["ring"] = {
+          {"written", ring_->written()}, {"truncated", truncated_}, {"readers", readers}};
+    }
+    return counters;
+  }
+
+ private:
+  std::optional<RingWriter> ring_;
+  TapFanout taps_;
+  std::uint64_t received_ = 0;
+  std::uint64_t truncated_ = 0;
+  int since_wake_ = 0;
+};
+
+class Reporter {
+ public:
+  void Report(const nlohmann::json& counters) {
+    std::printf("%s\n", nlohmann::json({{"capture", counters}}).dump().c_str());
+    std::fflush(stdout);
+    if (!bus_) {
+      if (auto connected = custos::BusClient::Connect(); connected)
+        bus_.emplace(std::move(*connected));
+    }
+    if (bus_) {
+      auto event = custos::MakeEvent("capture");
+      event["capture"] = counters;
+      if (!bus_->Publish("capture", event.dump())) bus_.reset();
+    }
+  }
+
+ private:
+  std::optional<custos::BusClient> bus_;
+};
+
+int Replay(Engine& engine, Reporter& reporter, const nlohmann::json& settings) {
+  std::string pcap = settings.value("pcap", "");
+  std::string trigger = settings.value("trigger", "");
+  long repeat = settings.value("repeat_seconds", 0L);
+  long loops = std::max(1L, settings.value("loops", 1L));
+  while (!custos::StopRequested() && !trigger.empty() && !Exists(trigger)) {
+    engine.RefreshTaps();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  engine.RefreshTaps();
+  do {
+    auto started = std::chrono::steady_clock::now();
+    std::uint64_t frames = 0;
+    for (long loop = 0; loop < loops && !custos::StopRequested(); ++loop) {
+      auto source = custos::capture::PcapSource::OpenFile(pcap);
+      if (!source) {
+        std::printf("capture: %s\n", source.error().message.c_str());
+        return 1;
+      }
+      CapturedFrame frame;
+      while (!custos::StopRequested()) {
+        auto next = source->Next(frame);
+        if (!next) std::printf("capture: %s\n", next.error().message.c_str());
+        if (!next || !*next) break;
+        engine.Deliver(frame, true);
+        ++frames;
+      }
+    }
+    engine.Flush();
+    bool drained = engine.WaitUntilDrained(std::chrono::seconds(10));
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    reporter.Report(engine.Counters(0));
+    std::printf("REPLAY DONE %s\n",
+                nlohmann::json({{"frames", frames}, {"seconds", seconds}, {"drained", drained}})
+                    .dump()
+                    .c_str());
+    std::fflush(stdout);
+    for (long slept = 0; slept < repeat && !custos::StopRequested(); ++slept) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      engine.RefreshTaps();
+    }
+  } while (repeat > 0 && !custos::StopRequested());
+  while (!custos::StopRequested()) ::pause();
+  return 0;
+}
+
+int Live(Engine& engine, Reporter& reporter, const std::string& interface) {
+  auto source = custos::capture::PcapSource::OpenLive(interface, 100);
+  if (!source) {
+    std::printf("capture: %s\n", source.error().message.c_str());
+    return 1;
+  }
+  std::printf("capture: reading %s\n", interface.c_str());
+  std::fflush(stdout);
+  engine.RefreshTaps();
+  auto next_report = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  CapturedFrame frame;
+  while (!custos::StopRequested()) {
+    // Take what is queued without waiting; flush before sleeping on the socket.
+    auto next = source->Next(frame, false);
+    if (next && !*next) {
+      engine.Flush();
+      next = source->Next(frame, true);
+    }
+    if (!next) {
+      std::printf("capture: %s\n", next.error().message.c_str());
+      return 1;
+    }
+    if (*next) engine.Deliver(frame, false);
+    if (std::chrono::steady_clock::now() >= next_report) {
+      engine.Flush();
+      engine.RefreshTaps();
+      reporter.Report(engine.Counters(source->Dropped()));
+      next_report += std::chrono::seconds(1);
+    }
+  }
+  engine.Flush();
+  reporter.Report(engine.Counters(source->Dropped()));
+  return 0;
 }
 
 }  // namespace
@@ -110,92 +225,24 @@ int main() {
   custos::InstallStopHandlers();
   auto context = custos::InstrumentContext::Load();
   nlohmann::json settings = context ? context->settings : nlohmann::json::object();
-  std::string pcap = settings.value("pcap", "");
-  std::string trigger = settings.value("trigger", "");
-  const char* interface = std::getenv("CUSTOS_CAPTURE_INTERFACE");
-
-  std::map<std::string, Tap> taps;
-  std::optional<custos::BusClient> bus;
-  std::uint64_t received = 0;
-  auto report = [&](std::uint64_t kernel_drops) {
-    auto counters = Counters(taps, received, kernel_drops);
-    std::printf("%s\n", nlohmann::json({{"capture", counters}}).dump().c_str());
-    std::fflush(stdout);
-    if (!bus) {
-      if (auto connected = custos::BusClient::Connect(); connected)
-        bus.emplace(std::move(*connected));
+  std::optional<RingWriter> ring;
+  auto slots = settings.value("ring_slots", 16384UL);
+  if (slots > 0) {
+    auto created = RingWriter::Create(slots, settings.value("ring_slot_bytes", 2048U));
+    if (!created) {
+      std::printf("capture: ring: %s\n", created.error().message.c_str());
+      return 1;
     }
-    if (bus) {
-      auto event = custos::MakeEvent("capture");
-      event["capture"] = counters;
-      if (!bus->Publish("capture", event.dump())) bus.reset();
-    }
-  };
-
-  if (!pcap.empty()) {
-    // Offline: wait for the trigger, replay once as fast as possible, then idle.
-    while (!custos::StopRequested() && !trigger.empty() && !Exists(trigger)) {
-      RefreshTaps(taps);
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    RefreshTaps(taps);
-    long repeat = settings.value("repeat_seconds", 0L);
-    do {
-      auto source = custos::capture::PcapSource::OpenFile(pcap);
-      if (!source) {
-        std::printf("capture: %s\n", source.error().message.c_str());
-        return 1;
-      }
-      custos::capture::CapturedFrame frame;
-      while (!custos::StopRequested()) {
-        auto next = source->Next(frame);
-        if (!next) std::printf("capture: %s\n", next.error().message.c_str());
-        if (!next || !*next) break;
-        ++received;
-        FanOut(taps, frame.data);
-      }
-      report(0);
-      for (long slept = 0; slept < repeat && !custos::StopRequested(); ++slept) {
-        std::this_thread::sleep_for(std::chrono::seconds(1));
-        RefreshTaps(taps);
-      }
-    } while (repeat > 0 && !custos::StopRequested());
-    std::printf("REPLAY DONE\n");
-    std::fflush(stdout);
-    while (!custos::StopRequested()) ::pause();
-    return 0;
+    ring.emplace(std::move(*created));
   }
-
+  Engine engine(std::move(ring));
+  Reporter reporter;
+  if (settings.contains("pcap")) return Replay(engine, reporter, settings);
+  const char* interface = std::getenv("CUSTOS_CAPTURE_INTERFACE");
   if (interface == nullptr) {
     std::printf(
         "capture: no interface to capture (CUSTOS_CAPTURE_INTERFACE) and no pcap setting\n");
     return 1;
   }
-  auto source = custos::capture::PcapSource::OpenLive(interface, 100);
-  if (!source) {
-    std::printf("capture: %s\n", source.error().message.c_str());
-    return 1;
-  }
-  std::printf("capture: reading %s\n", interface);
-  std::fflush(stdout);
-  auto next_report = std::chrono::steady_clock::now();
-  custos::capture::CapturedFrame frame;
-  while (!custos::StopRequested()) {
-    auto next = source->Next(frame);
-    if (!next) {
-      std::printf("capture: %s\n", next.error().message.c_str());
-      return 1;
-    }
-    if (*next) {
-      ++received;
-      FanOut(taps, frame.data);
-    }
-    if (std::chrono::steady_clock::now() >= next_report) {
-      RefreshTaps(taps);
-      report(source->Dropped());
-      next_report += std::chrono::seconds(1);
-    }
-  }
-  report(source->Dropped());
-  return 0;
+  return Live(engine, reporter, interface);
 }

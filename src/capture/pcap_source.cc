@@ -59,11 +59,11 @@ Result<PcapSource> PcapSource::OpenLive(const std::string& interface, int timeou
   return PcapSource(handle, *link, timeout_ms);
 }
 
-Result<bool> PcapSource::Next(CapturedFrame& frame) {
+Result<bool> PcapSource::Next(CapturedFrame& frame, bool wait) {
   pcap_pkthdr* header = nullptr;
   const u_char* data = nullptr;
   int status = pcap_next_ex(handle_.get(), &header, &data);
-  if (status == 0 && timeout_ms_ >= 0) {
+  if (status == 0 && timeout_ms_ >= 0 && wait) {
     pollfd entry{pcap_get_selectable_fd(handle_.get()), POLLIN, 0};
     if (::poll(&entry, 1, timeout_ms_) <= 0) return false;  // quiet, or interrupted by a signal
     status = pcap_next_ex(handle_.get(), &header, &data);

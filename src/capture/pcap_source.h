@@ -33,7 +33,8 @@ class PcapSource {
   static Result<PcapSource> OpenLive(const std::string& interface, int timeout_ms = 200);
 
   // True and a frame; false at the end of a file or when a live read timed out.
-  Result<bool> Next(CapturedFrame& frame);
+  // With `wait` false, a live read returns false at once when nothing is queued.
+  Result<bool> Next(CapturedFrame& frame, bool wait = true);
   LinkKind link() const { return link_; }
   // Kernel drops for a live capture.
   std::uint64_t Dropped() const;

@@ -23,13 +23,23 @@ std::vector<char*> ToArgv(const std::vector<std::string>& argv) {
   return pointers;
 }
 
-Result<pid_t> Spawn(const std::vector<std::string>& argv, int stdout_fd, int stderr_fd) {
+Result<pid_t> Spawn(const std::vector<std::string>& argv, int stdout_fd, int stderr_fd,
+                    const std::vector<int>& pass_fds = {}) {
   if (argv.empty()) return Error{"empty command line"};
+  // Copies above every target number first, so that placing one descriptor
+  // at 3 + i cannot overwrite another still to be placed.
+  std::vector<UniqueFd> lifted;
+  for (int fd : pass_fds) {
+    lifted.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 3 + static_cast<int>(pass_fds.size())));
+    if (!lifted.back().valid()) return ErrnoError("dup");
+  }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   if (stdout_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stdout_fd, STDOUT_FILENO);
   if (stderr_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stderr_fd, STDERR_FILENO);
+  for (std::size_t i = 0; i < lifted.size(); ++i)
+    posix_spawn_file_actions_adddup2(&actions, lifted[i].get(), 3 + static_cast<int>(i));
   posix_spawnattr_t attributes;
   posix_spawnattr_init(&attributes);
   // Children start with default signal dispositions and an empty mask, even
@@ -78,7 +88,7 @@ Result<CommandResult> RunCommand(const std::vector<std::string>& argv,
                                  const CommandOptions& options) {
   CommandResult result;
   if (!options.capture) {
-    auto pid = Spawn(argv, options.stdout_fd, options.stderr_fd);
+    auto pid = Spawn(argv, options.stdout_fd, options.stderr_fd, options.pass_fds);
     if (!pid) return pid.error();
     auto code = WaitForExit(*pid);
     if (!code) return code.error();
@@ -91,7 +101,7 @@ Result<CommandResult> RunCommand(const std::vector<std::string>& argv,
   UniqueFd write_end(pipe_fds[1]);
   int out = options.stdout_fd >= 0 ? options.stdout_fd : write_end.get();
   int err = options.stderr_fd >= 0 ? options.stderr_fd : write_end.get();
-  auto pid = Spawn(argv, out, err);
+  auto pid = Spawn(argv, out, err, options.pass_fds);
   if (!pid) return pid.error();
   write_end.reset();
   char buffer[4096];

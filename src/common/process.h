@@ -13,9 +13,10 @@
 namespace custos {
 
 struct CommandOptions {
-  int stdout_fd = -1;   // -1: captured into CommandResult::output
-  int stderr_fd = -1;   // -1: captured together with stdout
-  bool capture = true;  // false: inherit the caller's stdout/stderr
+  int stdout_fd = -1;         // -1: captured into CommandResult::output
+  int stderr_fd = -1;         // -1: captured together with stdout
+  bool capture = true;        // false: inherit the caller's stdout/stderr
+  std::vector<int> pass_fds;  // become descriptors 3, 4, ... of the child
 };
 
 struct CommandResult {

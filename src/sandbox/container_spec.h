@@ -26,6 +26,7 @@ struct ContainerSpec {
   std::uint32_t host_uid = 0;               // container uid 0 maps here
   std::uint32_t uid_count = 65536;
   std::vector<std::string> capabilities;  // everything else is dropped
+  bool sockets = true;                    // false: seccomp refuses socket() and socketpair()
   std::uint64_t memory_bytes = 256ull << 20;
   std::uint64_t pids = 64;
   double cpus = 1.0;

@@ -88,7 +88,7 @@ nlohmann::json BuildOciConfig(const ContainerSpec& spec) {
       {"gidMappings", id_map},
       {"resources", Resources(spec)},
       {"cgroupsPath", spec.cgroup_path},
-      {"seccomp", InstrumentSeccompProfile()},
+      {"seccomp", InstrumentSeccompProfile(spec.sockets)},
       {"maskedPaths",
        {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
         "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",

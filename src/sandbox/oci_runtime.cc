@@ -17,7 +17,8 @@ std::vector<std::string> OciRuntime::Command(std::initializer_list<std::string> 
 }
 
 Result<pid_t> OciRuntime::Launch(const std::string& verb, const std::string& id,
-                                 const std::string& bundle, int output_fd) {
+                                 const std::string& bundle, int output_fd,
+                                 const std::vector<int>& pass_fds) {
   // The container inherits the runtime's stdout/stderr, so they cannot be a
   // pipe we wait on; the runtime's own errors go to a log file instead.
   std::string pid_file = bundle + "/init.pid";
@@ -25,11 +26,14 @@ Result<pid_t> OciRuntime::Launch(const std::string& verb, const std::string& id,
   std::vector<std::string> argv{binary_,  "--root",       state_root_, "--log",
                                 log_file, "--log-format", "json",      verb};
   if (verb == "run") argv.push_back("--detach");
+  if (!pass_fds.empty())
+    argv.insert(argv.end(), {"--preserve-fds", std::to_string(pass_fds.size())});
   argv.insert(argv.end(), {"--bundle", bundle, "--pid-file", pid_file, id});
   CommandOptions options;
   options.capture = false;
   options.stdout_fd = output_fd;
   options.stderr_fd = output_fd;
+  options.pass_fds = pass_fds;
   auto result = RunCommand(argv, options);
   if (!result) return result.error();
   if (result->exit_code != 0) {
@@ -59,12 +63,14 @@ Result<pid_t> OciRuntime::Launch(const std::string& verb, const std::string& id,
   }
 }
 
-Result<pid_t> OciRuntime::Create(const std::string& id, const std::string& bundle, int output_fd) {
-  return Launch("create", id, bundle, output_fd);
+Result<pid_t> OciRuntime::Create(const std::string& id, const std::string& bundle, int output_fd,
+                                 const std::vector<int>& pass_fds) {
+  return Launch("create", id, bundle, output_fd, pass_fds);
 }
 
-Result<pid_t> OciRuntime::Run(const std::string& id, const std::string& bundle, int output_fd) {
-  return Launch("run", id, bundle, output_fd);
+Result<pid_t> OciRuntime::Run(const std::string& id, const std::string& bundle, int output_fd,
+                              const std::vector<int>& pass_fds) {
+  return Launch("run", id, bundle, output_fd, pass_fds);
 }
 
 Status OciRuntime::Start(const std::string& id) {

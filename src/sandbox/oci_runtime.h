@@ -19,10 +19,13 @@ class OciRuntime {
 
   // `runc create`: sets up the container and leaves its init waiting for
   // Start. The init's stdout/stderr go to output_fd. Returns the init's pid.
-  Result<pid_t> Create(const std::string& id, const std::string& bundle, int output_fd);
+  // `pass_fds` reach the container's process as descriptors 3, 4, ...
+  Result<pid_t> Create(const std::string& id, const std::string& bundle, int output_fd,
+                       const std::vector<int>& pass_fds = {});
   Status Start(const std::string& id);
   // `runc run --detach`: create and start in one call.
-  Result<pid_t> Run(const std::string& id, const std::string& bundle, int output_fd);
+  Result<pid_t> Run(const std::string& id, const std::string& bundle, int output_fd,
+                    const std::vector<int>& pass_fds = {});
   Status Kill(const std::string& id, int signal);
   // Removes the container's state and cgroup; `force` kills it first.
   Status Delete(const std::string& id, bool force);
@@ -33,7 +36,7 @@ class OciRuntime {
  private:
   std::vector<std::string> Command(std::initializer_list<std::string> args) const;
   Result<pid_t> Launch(const std::string& verb, const std::string& id, const std::string& bundle,
-                       int output_fd);
+                       int output_fd, const std::vector<int>& pass_fds);
 
   std::string binary_;
   std::string state_root_;

@@ -2,6 +2,8 @@
 
 #include <sched.h>
 
+#include <string_view>
+
 namespace custos {
 namespace {
 
@@ -242,9 +244,13 @@ constexpr unsigned long kNamespaceFlags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEW
 
 }  // namespace
 
-nlohmann::json InstrumentSeccompProfile() {
+nlohmann::json InstrumentSeccompProfile(bool sockets) {
   auto allowed = nlohmann::json::array();
-  for (const char* name : kAllowedSyscalls) allowed.push_back(name);
+  for (const char* name : kAllowedSyscalls) {
+    if (!sockets && (std::string_view(name) == "socket" || std::string_view(name) == "socketpair"))
+      continue;
+    allowed.push_back(name);
+  }
   auto syscalls = nlohmann::json::array();
   syscalls.push_back({{"names", allowed}, {"action", "SCMP_ACT_ALLOW"}});
   // Threads and processes yes, new namespaces no.

@@ -7,6 +7,8 @@
 
 namespace custos {
 
-nlohmann::json InstrumentSeccompProfile();
+// `sockets` false also refuses socket() and socketpair(): for an instrument
+// that reads the capture ring and needs no network at all.
+nlohmann::json InstrumentSeccompProfile(bool sockets = true);
 
 }  // namespace custos

@@ -27,6 +27,10 @@ constexpr const char* kSettingsPath = "/etc/custos/instrument.json";
 constexpr const char* kDataPath = "/data";
 constexpr const char* kBusPath = "/run/custos/bus";
 constexpr const char* kUiPath = "/run/custos/ui";
+constexpr const char* kTapPath = "/run/custos/taps";
+// Where a ring instrument finds the ring and its cursor (runc --preserve-fds).
+constexpr int kRingFd = 3;
+constexpr int kRingCursorFd = 4;
 
 // Interface names are limited to 15 characters; a hash keeps the host end's
 // name short and unique per sensor and instrument.
@@ -127,15 +131,24 @@ Result<ContainerSpec> Instrument::BuildSpec(std::uint32_t host_uid, const std::s
   if (config_.network == NetworkMode::kCapture && !config_.interface.empty()) {
     spec.env.push_back("CUSTOS_CAPTURE_INTERFACE=" + config_.interface);
   }
+  if (config_.network == NetworkMode::kRing) {
+    spec.env.push_back("CUSTOS_RING_FD=" + std::to_string(kRingFd));
+    spec.env.push_back("CUSTOS_RING_CURSOR_FD=" + std::to_string(kRingCursorFd));
+  }
+  if (!config_.capture_filter.empty())
+    spec.env.push_back("CUSTOS_CAPTURE_FILTER=" + config_.capture_filter);
   spec.rootfs = rootfs;
   spec.mounts.push_back({persistent, kDataPath, false});
   if (platform_.broker != nullptr)
     spec.mounts.push_back({platform_.BusDir(config_.name), kBusPath, true});
   spec.mounts.push_back({platform_.UiDir(config_.name), kUiPath, false});
+  if (config_.network == NetworkMode::kCapture)
+    spec.mounts.push_back({platform_.TapDir(), kTapPath, true});
   spec.tmpfs_bytes = config_.transient_bytes;
   spec.host_uid = host_uid;
   spec.uid_count = kUidRangeSize;
   spec.capabilities = manifest.capabilities;
+  spec.sockets = manifest.sockets;
   spec.memory_bytes = config_.limits.memory_bytes;
   spec.pids = config_.limits.pids;
   spec.cpus = config_.limits.cpus;
@@ -174,7 +187,37 @@ Status Instrument::AttachCapture(const std::string& pin) {
     CUSTOS_TRY(AddDropChain(pin, "egress", config_.interface, "out_monitored"));
   }
   platform_.hub_netns = pin;
+  platform_.capture_pid = pid_;
   return {};
+}
+
+Status Instrument::WriteTapInfo(const std::string& key) const {
+  nlohmann::json info = {{"instrument", config_.name}, {"filter", config_.capture_filter}};
+  return WriteFileAtomic(platform_.TapDir() + "/" + key + ".json", info.dump(), 0644);
+}
+
+void Instrument::ReleaseRing() {
+  if (!ring_) return;
+  // The engine must not wait for a consumer that is gone.
+  ring_->view.Reset();
+  platform_.ring_slots[ring_->slot] = "";
+  std::error_code ignored;
+  std::filesystem::remove(platform_.TapDir() + "/ring-" + std::to_string(ring_->slot) + ".json",
+                          ignored);
+  ring_.reset();
+}
+
+Status Instrument::AcquireRing() {
+  if (platform_.capture_pid <= 0)
+    return Error{"no capture engine is running to provide the capture ring"};
+  int slot = -1;
+  for (int i = 0; i < capture::kRingConsumers && slot < 0; ++i)
+    if (platform_.ring_slots[i].empty()) slot = i;
+  auto grant = GrantRing(platform_.capture_pid, slot, std::chrono::seconds(5));
+  if (!grant) return grant.error();
+  platform_.ring_slots[slot] = config_.name;
+  ring_.emplace(std::move(*grant));
+  return WriteTapInfo("ring-" + std::to_string(slot));
 }
 
 Status Instrument::AttachNetwork() {
@@ -182,9 +225,15 @@ Status Instrument::AttachNetwork() {
   CUSTOS_TRY(PinNetns(pid_, pin));
   netns_pinned_ = true;
   if (config_.network == NetworkMode::kPassive) {
-    auto link = CreateMirrorLink(platform_.hub_netns, pin,
-                                 HostEndName(platform_.sensor.name, config_.name));
-    if (!link) return link.error();
+    // Written first: the engine reads it when the tap end appears.
+    std::string host_end = HostEndName(platform_.sensor.name, config_.name);
+    CUSTOS_TRY(WriteTapInfo(host_end));
+    auto link = CreateMirrorLink(platform_.hub_netns, pin, host_end);
+    if (!link) {
+      std::error_code ignored;
+      std::filesystem::remove(platform_.TapDir() + "/" + host_end + ".json", ignored);
+      return link.error();
+    }
     mirror_ = *link;
   } else if (config_.network == NetworkMode::kActive) {
     CUSTOS_TRY(MoveInterfaceIn(config_.interface, pin));
@@ -210,15 +259,25 @@ Status Instrument::Start() {
   CUSTOS_TRY(WriteOciBundle(*spec, bundle));
 
   CUSTOS_TRY(MakeDirectories(platform_.sensor.log_dir, 0750));
+  CUSTOS_TRY(MakeDirectories(platform_.TapDir(), 0755));
   UniqueFd log(::open(platform_.LogFile(config_.name).c_str(),
                       O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
   if (!log.valid()) return ErrnoError("cannot open " + platform_.LogFile(config_.name));
 
+  std::vector<int> pass_fds;
+  if (config_.network == NetworkMode::kRing) {
+    if (auto acquired = AcquireRing(); !acquired) {
+      ReleaseRing();
+      return acquired.error();
+    }
+    pass_fds = {ring_->ring.get(), ring_->cursor.get()};
+  }
   // Without a network of its own to plumb, create and start are one call.
-  bool plumb = config_.network != NetworkMode::kNone;
-  auto pid = plumb ? platform_.runtime.Create(spec->id, bundle, log.get())
-                   : platform_.runtime.Run(spec->id, bundle, log.get());
+  bool plumb = config_.network != NetworkMode::kNone && config_.network != NetworkMode::kRing;
+  auto pid = plumb ? platform_.runtime.Create(spec->id, bundle, log.get(), pass_fds)
+                   : platform_.runtime.Run(spec->id, bundle, log.get(), pass_fds);
   if (!pid) {
+    ReleaseRing();
     (void)platform_.runtime.Delete(spec->id, true);
     std::error_code ignored;
     std::filesystem::remove_all(bundle, ignored);
@@ -290,7 +349,13 @@ void Instrument::Cleanup() {
   if (config_.network == NetworkMode::kCapture && platform_.hub_netns == pin) {
     platform_.hub_netns = NamedNetnsPath(platform_.HubNetnsName());
   }
+  if (config_.network == NetworkMode::kCapture && platform_.capture_pid == pid_) {
+    platform_.capture_pid = -1;
+  }
+  ReleaseRing();
+  std::error_code ignored_error;
   if (mirror_) {
+    std::filesystem::remove(platform_.TapDir() + "/" + mirror_->host_end + ".json", ignored_error);
     if (auto destroyed = DestroyMirrorLink(*mirror_); !destroyed) {
       spdlog::error("instrument {}: {}", config_.name, destroyed.error().message);
     }
@@ -338,6 +403,14 @@ nlohmann::json Instrument::StatusJson() const {
     if (auto stats = ReadInterfaceStats(mirror_->hub_netns, mirror_->host_end)) {
       status["mirror"] = {{"delivered", stats->tx_packets}, {"dropped", stats->tx_dropped}};
     }
+  }
+  if (ring_) {
+    // Counted by the instrument in its cursor page: its own account.
+    const auto& cursor = ring_->view.page();
+    status["ring"] = {{"slot", ring_->slot},
+                      {"delivered", cursor.delivered.load(std::memory_order_relaxed)},
+                      {"dropped", cursor.dropped.load(std::memory_order_relaxed)},
+                      {"filtered", cursor.filtered.load(std::memory_order_relaxed)}};
   }
   return status;
 }

@@ -14,6 +14,7 @@
 #include "common/unique_fd.h"
 #include "sandbox/container_spec.h"
 #include "sandbox/veth.h"
+#include "sensor/ring_grant.h"
 #include "sensor/sensor_config.h"
 #include "sensor/sensor_platform.h"
 
@@ -61,6 +62,11 @@ class Instrument {
   Status PrepareUiDirectory(std::uint32_t host_uid);
   Status AttachNetwork();
   Status AttachCapture(const std::string& pin);
+  // Takes a slot of the capture engine's ring for a `ring` instrument.
+  Status AcquireRing();
+  void ReleaseRing();
+  // Tells the capture engine which instrument a tap end or ring slot feeds.
+  Status WriteTapInfo(const std::string& key) const;
   void Cleanup();
 
   InstrumentConfig config_;
@@ -71,6 +77,7 @@ class Instrument {
   bool netns_pinned_ = false;
   bool interface_moved_ = false;
   std::optional<MirrorLink> mirror_;
+  std::optional<RingGrant> ring_;
   std::chrono::steady_clock::time_point started_at_{};
   int restarts_ = 0;
   std::optional<int> last_exit_;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "bus/frame.h"
+#include "capture/bpf_filter.h"
 #include "sandbox/capabilities.h"
 #include "sensor/yaml_reader.h"
 
@@ -21,7 +22,8 @@ Result<NetworkMode> ParseNetworkMode(const YamlField& field) {
   if (*text == "passive") return NetworkMode::kPassive;
   if (*text == "active") return NetworkMode::kActive;
   if (*text == "capture") return NetworkMode::kCapture;
-  return field.Fail("expected none, passive, active or capture, got '" + *text + "'");
+  if (*text == "ring") return NetworkMode::kRing;
+  return field.Fail("expected none, passive, active, capture or ring, got '" + *text + "'");
 }
 
 Result<std::string> ResolvePath(const YamlField& field, const fs::path& base) {
@@ -33,8 +35,8 @@ Result<std::string> ResolvePath(const YamlField& field, const fs::path& base) {
 }
 
 Result<InstrumentManifest> ParseManifest(const YamlField& root, const fs::path& base) {
-  CUSTOS_TRY(root.OnlyKeys(
-      {"name", "description", "executable", "args", "files", "capabilities", "networks"}));
+  CUSTOS_TRY(root.OnlyKeys({"name", "description", "executable", "args", "files", "capabilities",
+                            "networks", "sockets"}));
   InstrumentManifest manifest;
   auto name = root.Child("name").String();
   if (!name) return name.error();
@@ -61,6 +63,9 @@ Result<InstrumentManifest> ParseManifest(const YamlField& root, const fs::path& 
     }
   }
   manifest.capabilities = *capabilities;
+  auto sockets = root.Child("sockets").Bool(true);
+  if (!sockets) return sockets.error();
+  manifest.sockets = *sockets;
   auto networks = root.Child("networks");
   if (!networks.present()) {
     manifest.networks = {NetworkMode::kNone};
@@ -77,8 +82,8 @@ Result<InstrumentManifest> ParseManifest(const YamlField& root, const fs::path& 
 
 Result<InstrumentConfig> ParseInstrument(const YamlField& item, const fs::path& base,
                                          const SensorConfig& sensor) {
-  CUSTOS_TRY(item.OnlyKeys({"name", "manifest", "network", "interface", "retention", "limits",
-                            "transient", "args", "settings", "bus"}));
+  CUSTOS_TRY(item.OnlyKeys({"name", "manifest", "network", "interface", "capture_filter",
+                            "retention", "limits", "transient", "args", "settings", "bus"}));
   InstrumentConfig instrument;
   auto name = item.Child("name").String();
   if (!name) return name.error();
@@ -121,11 +126,21 @@ Result<InstrumentConfig> ParseInstrument(const YamlField& item, const fs::path& 
     return item.Child("interface").Fail("is only allowed in active and capture mode");
   }
 
+  auto filter = item.Child("capture_filter").StringOr("");
+  if (!filter) return filter.error();
+  if (!filter->empty()) {
+    if (instrument.network != NetworkMode::kPassive && instrument.network != NetworkMode::kRing)
+      return item.Child("capture_filter").Fail("is only allowed in passive and ring mode");
+    if (auto compiled = capture::BpfFilter::Compile(*filter); !compiled)
+      return item.Child("capture_filter").Fail(compiled.error().message);
+    instrument.capture_filter = *filter;
+  }
+
   for (const auto& capability : instrument.manifest.capabilities) {
     // Either would let a passive instrument lift the egress guard on mirror0.
     // Either would let the engine lift the guard on the monitored interface.
     if ((instrument.network == NetworkMode::kPassive ||
-         instrument.network == NetworkMode::kCapture) &&
+         instrument.network == NetworkMode::kCapture || instrument.network == NetworkMode::kRing) &&
         (capability == "CAP_NET_ADMIN" || capability == "CAP_SYS_ADMIN")) {
       return item.Child("network").Fail(std::string("a ") + NetworkModeName(instrument.network) +
                                         " instrument may not hold " + capability);
@@ -325,6 +340,8 @@ const char* NetworkModeName(NetworkMode mode) {
       return "active";
     case NetworkMode::kCapture:
       return "capture";
+    case NetworkMode::kRing:
+      return "ring";
   }
   return "?";
 }

@@ -17,7 +17,9 @@ namespace custos {
 
 // kCapture is the capture engine's: it owns the monitored interface, and its
 // namespace holds the tap ends of every passive instrument's mirror link.
-enum class NetworkMode { kNone, kPassive, kActive, kCapture };
+// kRing has no interface at all: the instrument reads the engine's shared
+// capture ring (include/custos/capture_ring.h).
+enum class NetworkMode { kNone, kPassive, kActive, kCapture, kRing };
 
 const char* NetworkModeName(NetworkMode mode);
 
@@ -29,6 +31,7 @@ struct InstrumentManifest {
   std::vector<std::string> files;         // extra host files copied into its root filesystem
   std::vector<std::string> capabilities;  // e.g. CAP_NET_RAW
   std::vector<NetworkMode> networks;      // modes it can work in
+  bool sockets = true;                    // false: seccomp refuses socket() and socketpair()
 
   bool operator==(const InstrumentManifest&) const = default;
 };
@@ -47,7 +50,8 @@ struct InstrumentConfig {
   std::string name;
   InstrumentManifest manifest;
   NetworkMode network = NetworkMode::kNone;
-  std::string interface;  // active mode: host interface to hand over
+  std::string interface;       // active mode: host interface to hand over
+  std::string capture_filter;  // passive and ring mode: pcap-filter(7) expression
   std::chrono::milliseconds retention{std::chrono::hours(24 * 7)};
   ResourceLimits limits;
   std::uint64_t transient_bytes = 64ull << 20;

@@ -115,6 +115,27 @@ TEST_F(SensorConfigTest, RequiresTheSensorSection) {
       << config.error().message;
 }
 
+TEST_F(SensorConfigTest, CaptureFiltersAreCheckedWhenTheFileIsRead) {
+  auto good = Parse(
+      "  - name: web\n    manifest: manifest.yaml\n    network: passive\n"
+      "    capture_filter: 'tcp port 80'\n");
+  ASSERT_TRUE(good.ok()) << good.error().message;
+  EXPECT_EQ(good->instruments.at(0).capture_filter, "tcp port 80");
+  auto bad = Parse(
+      "  - name: web\n    manifest: manifest.yaml\n    network: passive\n"
+      "    capture_filter: 'tcp prot 80'\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("capture_filter"), std::string::npos) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("tcp prot 80"), std::string::npos) << bad.error().message;
+  auto misplaced = Parse(
+      "  - name: web\n    manifest: manifest.yaml\n    network: none\n"
+      "    capture_filter: tcp\n");
+  ASSERT_FALSE(misplaced.ok());
+  EXPECT_NE(misplaced.error().message.find("only allowed in passive and ring mode"),
+            std::string::npos)
+      << misplaced.error().message;
+}
+
 TEST(IsValidName, AllowsShortLowercaseNames) {
   EXPECT_TRUE(IsValidName("flow-meter"));
   EXPECT_FALSE(IsValidName(""));

@@ -3,9 +3,11 @@
 // holds the host ends of the passive instruments' mirror links.
 #pragma once
 
+#include <array>
 #include <string>
 
 #include "bus/broker.h"
+#include "capture/packet_ring.h"
 #include "sandbox/oci_runtime.h"
 #include "sandbox/rootfs.h"
 #include "sensor/sensor_config.h"
@@ -48,6 +50,10 @@ struct SensorPlatform {
   std::string UiDir(const std::string& instrument) const {
     return sensor.state_dir + "/ui/" + instrument;
   }
+  // What the capture engine is told about its consumers (which instrument a
+  // tap end or ring slot feeds, and its filter); mounted read-only in the
+  // engine at /run/custos/taps.
+  std::string TapDir() const { return sensor.state_dir + "/taps"; }
 
   SensorConfig sensor;  // sensor-level fields; `instruments` is not used here
   OciRuntime runtime;
@@ -57,6 +63,10 @@ struct SensorPlatform {
   // Where tap ends of mirror links go: the capture engine's namespace while
   // it runs, the sensor's own hub namespace otherwise.
   std::string hub_netns;
+  // The running capture engine's process, for ring instruments; -1 if none.
+  pid_t capture_pid = -1;
+  // Which instrument holds each cursor slot of the engine's ring ("" = free).
+  std::array<std::string, capture::kRingConsumers> ring_slots;
 };
 
 }  // namespace custos

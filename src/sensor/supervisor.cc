@@ -223,10 +223,13 @@ void Supervisor::Launch(Entry& entry) {
 }
 
 void Supervisor::ReattachPassive() {
-  // Their tap ends lived in the namespace of an engine that is gone.
+  // Their tap ends lived in the namespace of an engine that is gone, and
+  // ring instruments read the old engine's ring.
   for (auto& [name, entry] : entries_) {
     auto& passive = *entry.instrument;
-    if (passive.config().network != NetworkMode::kPassive || !passive.running()) continue;
+    auto network = passive.config().network;
+    if ((network != NetworkMode::kPassive && network != NetworkMode::kRing) || !passive.running())
+      continue;
     spdlog::info("instrument {} restarts to join the new capture engine", name);
     passive.Stop();
     if (auto started = passive.Start(); !started) {

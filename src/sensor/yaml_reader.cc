@@ -146,6 +146,15 @@ Result<double> YamlField::Number(double fallback) const {
   }
 }
 
+Result<bool> YamlField::Bool(bool fallback) const {
+  if (!present()) return fallback;
+  auto text = String();
+  if (!text) return text.error();
+  if (*text == "true") return true;
+  if (*text == "false") return false;
+  return Fail("expected true or false, got '" + *text + "'");
+}
+
 Result<std::chrono::milliseconds> YamlField::Duration(std::chrono::milliseconds fallback) const {
   if (!present()) return fallback;
   auto text = String();

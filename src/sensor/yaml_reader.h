@@ -40,6 +40,7 @@ class YamlField {
   Result<std::vector<std::string>> StringList() const;
   Result<std::uint64_t> Unsigned(std::uint64_t fallback, std::uint64_t max) const;
   Result<double> Number(double fallback) const;
+  Result<bool> Bool(bool fallback) const;  // true or false
   Result<std::chrono::milliseconds> Duration(std::chrono::milliseconds fallback) const;
   Result<std::uint64_t> Size(std::uint64_t fallback) const;
   // The subtree as JSON text, for settings handed through to an instrument.

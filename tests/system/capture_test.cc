@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include "capture/pcap_source.h"
+#include "common/process.h"
 #include "sandbox/netns.h"
 #include "sandbox/nftables.h"
 #include "tests/system/harness.h"
@@ -34,6 +36,43 @@ std::string Tcpdump() {
   return "  - name: dump\n    manifest: " + std::string(CUSTOS_TEST_DATA) +
          "/tcpdump/manifest.yaml" +
          "\n    network: passive\n    args: [-i, mirror0, -n, -U, -Z, root, -w, /data/out.pcap]\n";
+}
+
+// ringdump, a capture ring reader, writing /data/ring.pcap.
+std::string RingDump(const std::string& name, const std::string& filter = "") {
+  std::string entry =
+      "  - name: " + name + "\n    manifest: " + ManifestOf("ringdump") + "\n    network: ring\n";
+  if (!filter.empty()) entry += "    capture_filter: '" + filter + "'\n";
+  return entry;
+}
+
+// What Debian's tcpdump reading the file itself counts for `filter`.
+std::size_t TcpdumpCount(const std::string& pcap, const std::string& filter) {
+  auto result = RunChecked({"tcpdump", "-r", pcap, "-n", filter});
+  if (!result) return 0;
+  // One line per frame, after the one that names the file (on stderr, captured too).
+  std::size_t lines = static_cast<std::size_t>(std::count(result->begin(), result->end(), '\n'));
+  return result->find("reading from file") != std::string::npos ? lines - 1 : lines;
+}
+
+std::string CorpusCapture() {
+  for (const auto& entry :
+       fs::directory_iterator(std::string(CUSTOS_CORPUS) + "/suricata-verify/" + kInput)) {
+    if (entry.path().extension() == ".pcap") return entry.path();
+  }
+  return "";
+}
+
+// Waits until `path` holds at least `count` frames; returns what it holds.
+std::vector<std::vector<std::uint8_t>> WaitForFrames(const std::string& path, std::size_t count) {
+  std::vector<std::vector<std::uint8_t>> frames;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    frames = Frames(path);
+    if (frames.size() >= count) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return frames;
 }
 
 // The capture engine on the monitored interface wire0.
@@ -132,11 +171,12 @@ TEST(Capture, LiveWireReachesTcpdumpAndNothingLeavesTheMonitoredInterface) {
   }
   auto input = Frames(pcap);
   ASSERT_GT(input.size(), 5u);
-  SensorUnderTest sensor("wire", EngineOnWire() + Tcpdump(), "", kWirePolicy);
+  SensorUnderTest sensor("wire", EngineOnWire() + Tcpdump() + RingDump("ring"), "", kWirePolicy);
   const auto& host = sensor.host();
   MakeWire(host);
   sensor.Start();
   sensor.WaitForLog("dump", "listening on mirror0");
+  sensor.WaitForLog("ring", "reading the capture ring");
   sensor.WaitForLog("capture", "feeding");
   host.Run({"tcpreplay", "-q", "-i", "wire1", pcap});
 
@@ -154,6 +194,12 @@ TEST(Capture, LiveWireReachesTcpdumpAndNothingLeavesTheMonitoredInterface) {
   EXPECT_EQ(dump["mirror"]["delivered"], input.size()) << dump.dump();
   EXPECT_EQ(dump["mirror"]["dropped"], 0) << dump.dump();
   for (std::size_t i = 0; i < input.size(); ++i) EXPECT_EQ(captured[i], input[i]) << "frame " << i;
+  // The ring reader got the same frames from shared memory.
+  auto from_ring = WaitForFrames(sensor.PersistentDir("ring") + "/ring.pcap", input.size());
+  EXPECT_EQ(from_ring, input) << sensor.Log("ring");
+  auto ring = sensor.InstrumentStatus("ring");
+  EXPECT_EQ(ring["ring"]["delivered"], input.size()) << ring.dump();
+  EXPECT_EQ(ring["ring"]["dropped"], 0) << ring.dump();
   // Whatever reached the wire from the sensor side would arrive at wire1.
   EXPECT_EQ(InterfaceCounter(host.path(), "wire1", "rx_packets"), 0u);
   auto engine = sensor.InstrumentStatus("capture");
@@ -163,6 +209,63 @@ TEST(Capture, LiveWireReachesTcpdumpAndNothingLeavesTheMonitoredInterface) {
   sensor.Stop();
   // wire0 is handed back to the sensor's namespace.
   EXPECT_NE(host.Run({"ip", "-o", "link", "show", "wire0"}).find("wire0"), std::string::npos);
+}
+
+TEST(Capture, RingReadersGetEveryFrameTheirFilterPassesAndCannotWriteTheRing) {
+  std::string pcap = CorpusCapture();
+  ASSERT_FALSE(pcap.empty()) << "corpus capture missing";
+  auto input = Frames(pcap);
+  // The capture's frames carry a VLAN tag.
+  const std::string kSyn = "vlan and tcp[tcpflags] & tcp-syn != 0";
+  std::size_t syns = TcpdumpCount(pcap, kSyn);
+  ASSERT_GT(syns, 0u);
+  ASSERT_LT(syns, input.size());
+  std::string hostile = "  - name: evil\n    manifest: " + ManifestOf("hostile-ring") +
+                        "\n    network: ring\n    args: [ring]\n";
+  std::string instruments = "  - name: capture\n    manifest: " + ManifestOf("capture") +
+                            "\n    network: capture\n    bus: {publish: [capture]}\n"
+                            "    settings: {pcap: /data/in.pcap, trigger: /data/go}\n" +
+                            RingDump("all") + RingDump("syn", kSyn) + hostile +
+                            "  - name: mirsyn\n    manifest: " + std::string(CUSTOS_TEST_DATA) +
+                            "/tcpdump/manifest.yaml\n    network: passive\n    capture_filter: '" +
+                            kSyn +
+                            "'\n    args: [-i, mirror0, -n, -U, -Z, root, -w, /data/out.pcap]\n";
+  SensorUnderTest sensor("ring", instruments, "", kTcpdumpPolicy);
+  fs::create_directories(sensor.PersistentDir("capture"));
+  fs::copy_file(pcap, sensor.PersistentDir("capture") + "/in.pcap");
+  sensor.Start();
+  sensor.WaitForLog("all", "reading the capture ring");
+  sensor.WaitForLog("syn", "reading the capture ring");
+  sensor.WaitForLog("mirsyn", "listening on mirror0");
+  sensor.WaitForLog("capture", "with filter");
+  std::string attacks = sensor.WaitForLog("evil", "socketpair");
+  for (const char* probe :
+       {"ring_map_writable", "ring_mprotect_writable", "ring_reopen_and_write", "ring_truncate",
+        "socket_unix", "socket_inet", "socket_packet", "socket_netlink", "socketpair"}) {
+    std::string line = std::string("\"probe\":\"") + probe + "\",\"blocked\":true";
+    EXPECT_NE(attacks.find(line), std::string::npos) << probe << " not blocked:\n" << attacks;
+  }
+  std::ofstream(sensor.PersistentDir("capture") + "/go") << "go\n";
+  std::string log = sensor.WaitForLog("capture", "REPLAY DONE");
+  EXPECT_NE(log.find(R"("drained":true)"), std::string::npos) << log;
+
+  auto all = WaitForFrames(sensor.PersistentDir("all") + "/ring.pcap", input.size());
+  EXPECT_EQ(all, input) << sensor.Log("all");
+  auto syn = WaitForFrames(sensor.PersistentDir("syn") + "/ring.pcap", syns);
+  EXPECT_EQ(syn.size(), syns) << sensor.Log("syn");
+  auto status = sensor.InstrumentStatus("syn");
+  EXPECT_EQ(status["ring"]["delivered"], input.size()) << status.dump();
+  EXPECT_EQ(status["ring"]["filtered"], input.size() - syns) << status.dump();
+  EXPECT_EQ(status["ring"]["dropped"], 0) << status.dump();
+  // The engine applied the same filter to the passive instrument's mirror link.
+  auto mirrored = WaitForFrames(sensor.PersistentDir("mirsyn") + "/out.pcap", syns);
+  EXPECT_EQ(mirrored, syn) << sensor.Log("mirsyn");
+  EXPECT_NE(log.find(R"("filtered":)" + std::to_string(input.size() - syns)), std::string::npos)
+      << log;
+  // The engine's own event names each reader.
+  EXPECT_NE(log.find(R"("syn":{"delivered":)" + std::to_string(input.size())), std::string::npos)
+      << log;
+  sensor.Stop();
 }
 
 TEST(Capture, HostilePassiveTransmitReachesNeitherWireNorNeighbours) {

@@ -13,6 +13,8 @@
 //   hostile memhog                allocate and touch memory until killed
 //   hostile crash MS              segfault after MS milliseconds
 //   hostile idle                  write /data/marker and /tmp/marker, tick /data/ticks
+//   hostile ring                  (network mode ring) try to write the capture ring
+//                                 and to open sockets; then idle
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -24,6 +26,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -40,6 +43,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -395,6 +399,38 @@ int Idle() {
   return 0;
 }
 
+// The ring arrives as descriptor 3 (CUSTOS_RING_FD); every way to write it
+// must fail, and with `sockets: false` no socket may be opened at all.
+void AttackRing() {
+  int ring = 3;
+  void* writable = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, ring, 0);
+  Report("ring_map_writable", writable == MAP_FAILED,
+         writable == MAP_FAILED ? Errno("mmap") : "mapped for writing");
+  void* readable = ::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, ring, 0);
+  int protect = readable == MAP_FAILED ? -1 : ::mprotect(readable, 4096, PROT_READ | PROT_WRITE);
+  Report("ring_mprotect_writable", protect != 0,
+         protect != 0 ? Errno("mprotect") : "made writable");
+  int reopened = ::open("/proc/self/fd/3", O_RDWR | O_CLOEXEC);
+  bool wrote = false;
+  if (reopened >= 0) {
+    void* again = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, reopened, 0);
+    wrote = again != MAP_FAILED || ::pwrite(reopened, "x", 1, 8192) == 1;
+  }
+  Report("ring_reopen_and_write", !wrote,
+         wrote ? "wrote through a re-opened descriptor" : Errno("write through /proc/self/fd/3"));
+  Report("ring_truncate", ::ftruncate(ring, 0) != 0, Errno("ftruncate"));
+  for (auto [name, family, type] : {std::tuple{"socket_unix", AF_UNIX, SOCK_STREAM},
+                                    std::tuple{"socket_inet", AF_INET, SOCK_DGRAM},
+                                    std::tuple{"socket_packet", AF_PACKET, SOCK_RAW},
+                                    std::tuple{"socket_netlink", AF_NETLINK, SOCK_RAW}}) {
+    int fd = ::socket(family, type, 0);
+    Report(name, fd < 0, fd < 0 ? Errno("socket") : "opened");
+  }
+  int pair[2];
+  int made = ::socketpair(AF_UNIX, SOCK_STREAM, 0, pair);
+  Report("socketpair", made != 0, made != 0 ? Errno("socketpair") : "opened");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -421,6 +457,10 @@ int main(int argc, char** argv) {
     *static_cast<volatile int*>(nullptr) = 1;
   }
   if (mode == "idle") return Idle();
+  if (mode == "ring") {
+    AttackRing();
+    return Idle();
+  }
   std::fprintf(stderr, "hostile: unknown mode %s\n", mode.c_str());
   return 2;
 }
