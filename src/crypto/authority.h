@@ -27,8 +27,6 @@
 
 namespace custos::crypto {
 
-using Days = std::chrono::duration<int64_t, std::ratio<86400>>;
-
 struct AuthorityOptions {
   // Prefix of the CA common names ("<name> Root CA", "<name> Issuing CA").
   // Giving each fleet its own name keeps CA names from colliding.
@@ -37,10 +35,10 @@ struct AuthorityOptions {
   std::vector<std::string> server_dns_names;
   std::vector<std::string> server_ip_addresses;
   KeyAlgorithm algorithm = KeyAlgorithm::kEcdsaP256;
-  std::chrono::seconds root_validity = Days(20 * 365);
-  std::chrono::seconds issuing_validity = Days(10 * 365);
-  std::chrono::seconds server_validity = Days(2 * 365);
-  std::chrono::seconds crl_validity = Days(7);
+  std::chrono::seconds root_validity = std::chrono::days(20 * 365);
+  std::chrono::seconds issuing_validity = std::chrono::days(10 * 365);
+  std::chrono::seconds server_validity = std::chrono::days(2 * 365);
+  std::chrono::seconds crl_validity = std::chrono::days(7);
   TimePoint now = std::chrono::system_clock::now();
 };
 

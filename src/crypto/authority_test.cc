@@ -99,7 +99,7 @@ TEST(Authority, InitRefusesBadOptions) {
   EXPECT_FALSE(InitAuthority(dir.path() / "c", bad_dns).ok());
   AuthorityOptions long_issuing;
   long_issuing.server_dns_names = {"fleet.test"};
-  long_issuing.issuing_validity = long_issuing.root_validity + Days(1);
+  long_issuing.issuing_validity = long_issuing.root_validity + std::chrono::days(1);
   EXPECT_FALSE(InitAuthority(dir.path() / "d", long_issuing).ok());
 }
 
@@ -110,8 +110,9 @@ TEST(Authority, IssuingCaWorksWithTheRootKeyRemoved) {
   std::filesystem::remove(paths.root_key);
   IssuingAuthority authority = Must(IssuingAuthority::Load(dir.path()));
   auto sensor = EnrollTestSensor(authority, "sensor-0001");
-  std::string crl = Must(authority.SignCrl(
-      {}, CrlTimes{std::chrono::system_clock::now(), std::chrono::system_clock::now() + Days(1)}));
+  std::string crl = Must(
+      authority.SignCrl({}, CrlTimes{std::chrono::system_clock::now(),
+                                     std::chrono::system_clock::now() + std::chrono::days(1)}));
   PeerIdentity identity = Must(
       VerifySensorChainPem(Must(ReadFile(paths.root_certificate)),
                            sensor.certificate.certificate_pem + sensor.certificate.chain_pem, crl));
@@ -146,8 +147,8 @@ TEST(Authority, SignsOnlyThePublicKeyOfACsr) {
   Csr csr = Must(Csr::Parse(BioContents(out.get())));
 
   auto now = std::chrono::system_clock::now();
-  IssuedCertificate issued =
-      Must(authority.SignSensorCsr(csr, SensorSubject{"sensor-0002", "acme"}, Days(90), now));
+  IssuedCertificate issued = Must(authority.SignSensorCsr(csr, SensorSubject{"sensor-0002", "acme"},
+                                                          std::chrono::days(90), now));
   X509Ptr certificate = Must(ParseCertificatePem(issued.certificate_pem));
   PeerIdentity identity = Must(SensorIdentityOf(certificate.get()));
   EXPECT_EQ(identity.sensor_id, "sensor-0002");
@@ -161,7 +162,7 @@ TEST(Authority, SignsOnlyThePublicKeyOfACsr) {
   EXPECT_EQ(X509_check_issued(authority.certificate(), certificate.get()), X509_V_OK);
   EXPECT_EQ(issued.chain_pem, authority.chain_pem());
   auto not_after = Must(FromAsn1Time(X509_get0_notAfter(certificate.get())));
-  EXPECT_LE(std::chrono::abs(not_after - (now + Days(90))), std::chrono::seconds(1));
+  EXPECT_LE(std::chrono::abs(not_after - (now + std::chrono::days(90))), std::chrono::seconds(1));
 }
 
 TEST(Authority, SerialsAreRandom128BitNumbers) {
@@ -184,13 +185,15 @@ TEST(Authority, RefusesBadSubjectsAndValidities) {
   IssuingAuthority authority = Must(IssuingAuthority::Load(dir.path()));
   Csr csr = Must(Csr::Create(Must(KeyPair::Generate()), "x"));
   for (const char* id : {"", "../etc", "a b", "-dash", "sensor/1", "sensör"}) {
-    auto refused = authority.SignSensorCsr(csr, SensorSubject{id, "acme"}, Days(1));
+    auto refused = authority.SignSensorCsr(csr, SensorSubject{id, "acme"}, std::chrono::days(1));
     EXPECT_FALSE(refused.ok()) << id;
   }
-  EXPECT_FALSE(authority.SignSensorCsr(csr, SensorSubject{"s1", "a,CN=x"}, Days(1)).ok());
+  EXPECT_FALSE(
+      authority.SignSensorCsr(csr, SensorSubject{"s1", "a,CN=x"}, std::chrono::days(1)).ok());
   EXPECT_FALSE(
       authority.SignSensorCsr(csr, SensorSubject{"s1", "acme"}, std::chrono::seconds(0)).ok());
-  auto too_long = authority.SignSensorCsr(csr, SensorSubject{"s1", "acme"}, Days(365 * 11));
+  auto too_long =
+      authority.SignSensorCsr(csr, SensorSubject{"s1", "acme"}, std::chrono::days(365 * 11));
   ASSERT_FALSE(too_long.ok());
   EXPECT_NE(too_long.error().message.find("after the issuing CA expires"), std::string::npos);
 }

@@ -20,7 +20,7 @@ class KeyPair {
   // An unencrypted PEM private key (PKCS#8 or traditional). Encrypted keys
   // are refused rather than prompting on a terminal.
   static Result<KeyPair> FromPrivatePem(std::string_view pem);
-  // Takes a reference to `key` (which must hold a private key).
+  // Takes a reference to `key` (not null; it must hold a private key).
   static KeyPair FromPkey(EVP_PKEY* key);
 
   // PKCS#8 without encryption. The caller holds a secret: keep it brief and

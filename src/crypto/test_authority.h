@@ -45,6 +45,6 @@ struct TestSensor {
 // A sensor key, its CSR and the certificate the authority signs for it.
 TestSensor EnrollTestSensor(const IssuingAuthority& authority, const std::string& sensor_id,
                             const std::string& tenant = "acme",
-                            std::chrono::seconds validity = Days(30));
+                            std::chrono::seconds validity = std::chrono::days(30));
 
 }  // namespace custos::crypto::testing
