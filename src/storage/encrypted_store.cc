@@ -55,15 +55,20 @@ Result<bool> IsEmptyDirectory(int dir_fd, const std::string& what) {
 
 std::string RekeyName(const std::string& name) { return std::string(".") + name + ".rekey"; }
 
+Status RemoveTree(const std::string& path) {
+  std::error_code error;
+  fs::remove_all(path, error);
+  if (error) return Error{"cannot remove " + path + ": " + error.message()};
+  return {};
+}
+
 // A leftover from an interrupted rotation: either a partial copy (the
 // original is intact) or, after the swap, the old directory.
 Status RemoveLeftover(const std::string& path) {
   std::error_code error;
   if (!fs::exists(fs::symlink_status(path, error))) return {};
   spdlog::warn("encrypted store: removing {} left by an interrupted key rotation", path);
-  fs::remove_all(path, error);
-  if (error) return Error{"cannot remove " + path + ": " + error.message()};
-  return {};
+  return RemoveTree(path);
 }
 
 Status SyncDirectory(int dir_fd, const std::string& what) {
@@ -265,7 +270,7 @@ Status EncryptedStore::RotatePlace(const Place& place, const SecretBytes& new_da
   if (!old_key) return old_key.error();
   // Leaves the keys as they were before the call, whatever failed.
   auto fail = [&](Error error) -> Status {
-    (void)RemoveLeftover(rekey_path);
+    (void)RemoveTree(rekey_path);
     (void)RemoveEncryptionKey(volume_.root_fd(), *new_key);
     if (!was_unlocked) (void)RemoveEncryptionKey(volume_.root_fd(), *old_key);
     return Context("re-keying " + path, error);
@@ -289,7 +294,7 @@ Status EncryptedStore::RotatePlace(const Place& place, const SecretBytes& new_da
   CUSTOS_TRY(SyncDirectory(parent->get(), parent_path));
   dir.reset();
   copy->reset();
-  CUSTOS_TRY(RemoveLeftover(rekey_path));
+  CUSTOS_TRY(RemoveTree(rekey_path));  // the old directory now
   CUSTOS_TRY(SyncDirectory(parent->get(), parent_path));
 
   auto removal = RemoveEncryptionKey(volume_.root_fd(), *old_key);

@@ -95,4 +95,27 @@ Result<bool> FileContains(const std::string& path, std::string_view needle) {
   }
 }
 
+bool TreeEntry::operator==(const TreeEntry& other) const {
+  return mode == other.mode && uid == other.uid && gid == other.gid &&
+         mtime.tv_sec == other.mtime.tv_sec && mtime.tv_nsec == other.mtime.tv_nsec &&
+         content == other.content;
+}
+
+std::map<std::string, TreeEntry> SnapshotTree(const std::string& root) {
+  std::map<std::string, TreeEntry> entries;
+  for (const auto& item : fs::recursive_directory_iterator(root)) {
+    struct stat info {};
+    EXPECT_EQ(::lstat(item.path().c_str(), &info), 0) << item.path();
+    TreeEntry entry{info.st_mode, info.st_uid, info.st_gid, info.st_mtim, {}};
+    if (S_ISREG(info.st_mode)) {
+      std::ifstream in(item.path(), std::ios::binary);
+      entry.content.assign(std::istreambuf_iterator<char>(in), {});
+    } else if (S_ISLNK(info.st_mode)) {
+      entry.content = fs::read_symlink(item.path()).string();
+    }
+    entries[item.path().lexically_relative(root).string()] = entry;
+  }
+  return entries;
+}
+
 }  // namespace custos::storage

@@ -6,6 +6,9 @@
 // Not thread-safe.
 #pragma once
 
+#include <sys/stat.h>
+
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -41,5 +44,19 @@ std::string CurrentTestName();
 // Whether the file holds `needle` anywhere, read in chunks that overlap by
 // needle.size() - 1 bytes so no match across a chunk boundary is missed.
 Result<bool> FileContains(const std::string& path, std::string_view needle);
+
+// What a copy of a tree must keep, per entry: type and mode, owner,
+// modification time and content (file bytes or link target).
+struct TreeEntry {
+  mode_t mode = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  timespec mtime{};
+  std::string content;
+  bool operator==(const TreeEntry& other) const;
+};
+
+// Every entry below `root` by relative path, without following links.
+std::map<std::string, TreeEntry> SnapshotTree(const std::string& root);
 
 }  // namespace custos::storage
