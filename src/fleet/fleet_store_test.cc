@@ -148,6 +148,11 @@ TEST_F(FleetStoreTest, EnrollmentTokenWorksOnceAndNotAfterExpiry) {
   ASSERT_TRUE(store->AddEnrollmentToken("secret-3", "acme", now_.load() + hours(1)).ok());
   EXPECT_FALSE(store->EnrollSensor("secret-3", {"s3", "01AB", "fp3"}).ok());
   EXPECT_TRUE(store->EnrollSensor("secret-3", {"s3", "03AB", "fp3"}).ok());
+  ASSERT_TRUE(store->AddEnrollmentToken("secret-4", "acme", now_.load() + hours(1)).ok());
+  auto twice = store->EnrollSensor("secret-4", {"s3", "04AB", "fp4"});
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.error().message.find("already enrolled"), std::string::npos)
+      << twice.error().message;
   store.reset();
 
   // Only the hash is on disk.

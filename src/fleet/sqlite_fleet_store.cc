@@ -235,6 +235,9 @@ Result<SensorRecord> SqliteFleetStore::EnrollSensor(std::string_view token,
   auto transaction = WriteTransaction::Begin(db_);
   if (!transaction) return fail(transaction.error());
   std::int64_t now = Micros(clock_());
+  auto existing = SensorRevoked(sensor.id);
+  if (!existing) return fail(existing.error());
+  if (existing->has_value()) return fail(Error{"a sensor with this id is already enrolled"});
   std::string tenant;
   {
     auto consumed = consume_token_.Bind({Sha256Hex(token), now, sensor.id});

@@ -283,7 +283,7 @@ Status EventSpool::StartSegment() {
   segment.last_seq = next_seq_ - 1;
   segment.path = directory_ / SegmentName(next_seq_);
   auto fd = std::make_shared<UniqueFd>(
-      ::open(segment.path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+      ::open(segment.path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd->valid()) return ErrnoError("create " + segment.path.string());
   CUSTOS_TRY(WriteExactly(fd->get(), kMagic.data(), kMagic.size(), 0, segment.path));
   // The name must be durable before any Flush promises the records in it.
