@@ -185,7 +185,7 @@ int Replay(Engine& engine, Reporter& reporter, const nlohmann::json& settings) {
 }
 
 int Live(Engine& engine, Reporter& reporter, const std::string& interface) {
-  auto source = custos::capture::PcapSource::OpenLive(interface, 100);
+  auto source = custos::capture::PcapSource::OpenLive(interface, 10);
   if (!source) {
     std::printf("capture: %s\n", source.error().message.c_str());
     return 1;

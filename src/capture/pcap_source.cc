@@ -37,7 +37,6 @@ Result<PcapSource> PcapSource::OpenLive(const std::string& interface, int timeou
   if (handle == nullptr) return Error{"cannot capture on " + interface + ": " + error};
   pcap_set_snaplen(handle, 262144);
   pcap_set_promisc(handle, 1);
-  pcap_set_immediate_mode(handle, 1);
   pcap_set_timeout(handle, timeout_ms);
   pcap_set_buffer_size(handle, 32 << 20);
   if (pcap_activate(handle) < 0) {

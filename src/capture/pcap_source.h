@@ -29,7 +29,11 @@ std::span<const std::uint8_t> LinkPayload(std::span<const std::uint8_t> data, Li
 class PcapSource {
  public:
   static Result<PcapSource> OpenFile(const std::string& path);
-  // Promiscuous, immediate mode, whole frames; `timeout_ms` bounds each Next().
+  // Promiscuous, whole frames. Frames arrive in blocks of the kernel's
+  // TPACKET_V3 ring, handed over when full or `timeout_ms` after the first
+  // frame; `timeout_ms` also bounds each waiting Next(). (Immediate mode
+  // would fall back to TPACKET_V2, whose fixed slots of the snap length
+  // leave room for only ~128 frames on an interface with offloads.)
   static Result<PcapSource> OpenLive(const std::string& interface, int timeout_ms = 200);
 
   // True and a frame; false at the end of a file or when a live read timed out.
