@@ -7,6 +7,7 @@
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -52,7 +53,8 @@ Result<SecretBytes> SecretBytes::Allocate(std::size_t size) {
     ::munmap(mapping, mapping_size);
     return error;
   };
-  if (::mlock(mapping, mapping_size) != 0)
+  // The raw system call: sanitizers replace mlock() with a no-op.
+  if (::syscall(SYS_mlock, mapping, mapping_size) != 0)
     return fail("mlock (needs CAP_IPC_LOCK or a larger RLIMIT_MEMLOCK)");
   if (::madvise(mapping, mapping_size, MADV_DONTDUMP) != 0) return fail("madvise(MADV_DONTDUMP)");
   if (::madvise(mapping, mapping_size, MADV_WIPEONFORK) != 0)
@@ -94,7 +96,7 @@ SecretBytes::~SecretBytes() { Wipe(); }
 void SecretBytes::Wipe() {
   if (data_ == nullptr) return;
   OPENSSL_cleanse(data_, mapping_size_);
-  ::munlock(data_, mapping_size_);
+  ::syscall(SYS_munlock, data_, mapping_size_);
   ::munmap(data_, mapping_size_);
   data_ = nullptr;
   size_ = 0;
