@@ -35,6 +35,12 @@ void PrintStatus(const nlohmann::json& status) {
                 Megabytes(instrument["memory_bytes"]).c_str(),
                 Megabytes(instrument["memory_limit_bytes"]).c_str(),
                 Text(bus.value("dropped", nlohmann::json())).c_str());
+    if (instrument.contains("ring")) {
+      std::printf("  capture ring: %s frames read, %s lost, %s filtered\n",
+                  Text(instrument["ring"]["delivered"]).c_str(),
+                  Text(instrument["ring"]["dropped"]).c_str(),
+                  Text(instrument["ring"]["filtered"]).c_str());
+    }
     if (instrument.contains("mirror")) {
       std::printf("  mirror0: %s frames delivered, %s dropped on the link\n",
                   Text(instrument["mirror"]["delivered"]).c_str(),
