@@ -8,6 +8,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
 #include <thread>
 
 #include "capture/pcap_source.h"
@@ -265,6 +268,86 @@ TEST(Capture, RingReadersGetEveryFrameTheirFilterPassesAndCannotWriteTheRing) {
   // The engine's own event names each reader.
   EXPECT_NE(log.find(R"("syn":{"delivered":)" + std::to_string(input.size())), std::string::npos)
       << log;
+  sensor.Stop();
+}
+
+// Frames and bytes per conversation ("a <-> b", endpoints sorted), as tshark's
+// conversation statistics count them: the reference for the flow meter.
+using Conversations = std::map<std::string, std::pair<std::uint64_t, std::uint64_t>>;
+
+std::string ConversationKey(std::string a, std::string b) {
+  if (b < a) std::swap(a, b);
+  return a + " <-> " + b;
+}
+
+Conversations TsharkConversations(const std::string& pcap) {
+  Conversations conversations;
+  auto output = RunChecked({"tshark", "-r", pcap, "-q", "-z", "conv,tcp", "-z", "conv,udp"});
+  if (!output) {
+    ADD_FAILURE() << output.error().message;
+    return conversations;
+  }
+  std::regex line(
+      R"((\S+)\s+<->\s+(\S+)\s+\d+\s+\d+ bytes\s+\d+\s+\d+ bytes\s+(\d+)\s+(\d+) bytes)");
+  std::istringstream lines(*output);
+  for (std::string text; std::getline(lines, text);) {
+    std::smatch match;
+    if (!std::regex_search(text, match, line)) continue;
+    auto& totals = conversations[ConversationKey(match[1], match[2])];
+    totals.first += std::stoull(match[3]);
+    totals.second += std::stoull(match[4]);
+  }
+  return conversations;
+}
+
+Conversations FlowConversations(const SensorUnderTest& sensor) {
+  Conversations conversations;
+  auto reply = sensor.Request({{"command", "events"}, {"topic", "flow"}, {"limit", 1000}});
+  for (const auto& event : reply["events"]) {
+    auto eve = nlohmann::json::parse(event["event"].get<std::string>());
+    auto endpoint = [&](const char* ip, const char* port) {
+      return eve[ip].get<std::string>() + ":" + std::to_string(eve[port].get<int>());
+    };
+    const auto& flow = eve["flow"];
+    auto& totals = conversations[ConversationKey(endpoint("src_ip", "src_port"),
+                                                 endpoint("dest_ip", "dest_port"))];
+    totals.first +=
+        flow["pkts_toserver"].get<std::uint64_t>() + flow["pkts_toclient"].get<std::uint64_t>();
+    totals.second +=
+        flow["bytes_toserver"].get<std::uint64_t>() + flow["bytes_toclient"].get<std::uint64_t>();
+  }
+  return conversations;
+}
+
+TEST(Capture, LiveWireFlowsMatchTsharkConversations) {
+  Conversations expected;
+  std::vector<std::string> inputs;
+  // Small Ethernet captures (tshark writes "kB" instead of bytes above 10,000).
+  for (const char* name : {"dns-eve-type-filtering/test.pcap",
+                           "bug-8278-krb5-03/baseline.2.flows.pcap", "tcp-fastopen-01/tfo.pcap"}) {
+    inputs.push_back(std::string(CUSTOS_CORPUS) + "/suricata-verify/" + name);
+    for (const auto& [key, totals] : TsharkConversations(inputs.back())) expected[key] = totals;
+  }
+  ASSERT_EQ(expected.size(), 12u);
+  std::string flows = "  - name: flows\n    manifest: " + ManifestOf("flowmeter") +
+                      "\n    network: passive\n    bus: {publish: [flow]}\n"
+                      "    settings: {idle_timeout_seconds: 1}\n";
+  SensorUnderTest sensor("wireflow", EngineOnWire() + flows, "", kWirePolicy);
+  const auto& host = sensor.host();
+  MakeWire(host);
+  sensor.Start();
+  sensor.WaitForLog("flows", "metering mirror0");
+  sensor.WaitForLog("capture", "feeding");
+  for (const auto& input : inputs)
+    host.Run({"tcpreplay", "-q", "--topspeed", "-i", "wire1", input});
+  Conversations metered;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    metered = FlowConversations(sensor);
+    if (metered == expected) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  EXPECT_EQ(metered, expected) << sensor.Log("flows") << sensor.Log("capture");
   sensor.Stop();
 }
 
