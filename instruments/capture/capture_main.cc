@@ -8,7 +8,8 @@
 // Counters per consumer are printed and published as `capture` events each
 // second.
 //   settings: {"pcap": "/data/in.pcap", "trigger": "/data/go", "repeat_seconds": N,
-//              "loops": N, "ring_slots": 16384, "ring_slot_bytes": 2048}
+//              "loops": N, "pace": "fast"|"original", "ring_slots": 16384,
+//              "ring_slot_bytes": 2048}
 //   Replays the file (`loops` times back to back) when the trigger file appears
 //   (at once without a trigger), again every N seconds if N > 0; without "pcap"
 //   it captures CUSTOS_CAPTURE_INTERFACE. ring_slots 0 turns the ring off.
@@ -142,6 +143,12 @@ int Replay(Engine& engine, Reporter& reporter, const nlohmann::json& settings) {
   std::string trigger = settings.value("trigger", "");
   long repeat = settings.value("repeat_seconds", 0L);
   long loops = std::max(1L, settings.value("loops", 1L));
+  std::string pace = settings.value("pace", "fast");
+  if (pace != "fast" && pace != "original") {
+    std::printf("capture: setting pace must be \"fast\" or \"original\", not \"%s\"\n",
+                pace.c_str());
+    return 1;
+  }
   while (!custos::StopRequested() && !trigger.empty() && !Exists(trigger)) {
     engine.RefreshTaps();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -157,10 +164,23 @@ int Replay(Engine& engine, Reporter& reporter, const nlohmann::json& settings) {
         return 1;
       }
       CapturedFrame frame;
+      std::optional<std::uint64_t> first_us;
+      auto loop_start = std::chrono::steady_clock::now();
       while (!custos::StopRequested()) {
         auto next = source->Next(frame);
         if (!next) std::printf("capture: %s\n", next.error().message.c_str());
         if (!next || !*next) break;
+        if (pace == "original") {
+          // Each frame leaves as long after the first as it was recorded.
+          if (!first_us) first_us = frame.timestamp_us;
+          auto due = loop_start + std::chrono::microseconds(frame.timestamp_us >= *first_us
+                                                                ? frame.timestamp_us - *first_us
+                                                                : 0);
+          if (due > std::chrono::steady_clock::now()) {
+            engine.Flush();
+            std::this_thread::sleep_until(due);
+          }
+        }
         engine.Deliver(frame, true);
         ++frames;
       }

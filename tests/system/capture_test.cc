@@ -351,6 +351,32 @@ TEST(Capture, LiveWireFlowsMatchTsharkConversations) {
   sensor.Stop();
 }
 
+TEST(Capture, ReplayAtTheRecordedPaceTakesAsLongAsTheCapture) {
+  // Two frames recorded one second apart.
+  std::string pcap =
+      std::string(CUSTOS_CORPUS) + "/suricata-verify/detection_filter-distinct-srcport/input.pcap";
+  auto input = Frames(pcap);
+  ASSERT_EQ(input.size(), 2u);
+  std::string instruments =
+      "  - name: capture\n    manifest: " + ManifestOf("capture") +
+      "\n    network: capture\n"
+      "    settings: {pcap: /data/in.pcap, trigger: /data/go, pace: original}\n" +
+      RingDump("all");
+  SensorUnderTest sensor("pace", instruments);
+  fs::create_directories(sensor.PersistentDir("capture"));
+  fs::copy_file(pcap, sensor.PersistentDir("capture") + "/in.pcap");
+  sensor.Start();
+  sensor.WaitForLog("all", "reading the capture ring");
+  std::ofstream(sensor.PersistentDir("capture") + "/go") << "go\n";
+  std::string log = sensor.WaitForLog("capture", "REPLAY DONE");
+  auto at = log.find("REPLAY DONE ");
+  auto done = nlohmann::json::parse(log.substr(at + 12, log.find('\n', at) - at - 12));
+  EXPECT_GE(done["seconds"].get<double>(), 1.0) << log;
+  EXPECT_LT(done["seconds"].get<double>(), 3.0) << log;
+  EXPECT_EQ(WaitForFrames(sensor.PersistentDir("all") + "/ring.pcap", 2), input);
+  sensor.Stop();
+}
+
 TEST(Capture, HostilePassiveTransmitReachesNeitherWireNorNeighbours) {
   std::string hostile = "  - name: tx\n    manifest: " + ManifestOf("hostile") +
                         "\n    network: passive\n    args: [transmit, '200']\n";
