@@ -248,6 +248,12 @@ Status Instrument::Start() {
   if (running()) return Error{config_.name + " is already running"};
   auto host_uid = platform_.uid_slots.HostUidFor(config_.name);
   if (!host_uid) return host_uid.error();
+  if (platform_.store != nullptr) {
+    // Its own fscrypt key, derived from the data key: the directory is
+    // readable only while the instrument runs.
+    auto unlocked = platform_.store->Unlock(config_.name);
+    if (!unlocked) return unlocked.error();
+  }
   auto persistent = PreparePersistentDirectory(platform_.sensor.data_root, config_.name, *host_uid);
   if (!persistent) return persistent.error();
   std::string bundle = platform_.BundleDir(config_.name);
@@ -373,6 +379,12 @@ void Instrument::Cleanup() {
   std::filesystem::remove_all(platform_.BundleDir(config_.name), ignored);
   pidfd_.reset();
   pid_ = -1;
+  if (platform_.store != nullptr) {
+    if (auto locked = platform_.store->Lock(config_.name); !locked) {
+      spdlog::warn("instrument {}: storage stays unlocked: {}", config_.name,
+                   locked.error().message);
+    }
+  }
 }
 
 std::chrono::steady_clock::duration Instrument::Uptime() const {

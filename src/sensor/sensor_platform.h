@@ -12,6 +12,7 @@
 #include "sandbox/rootfs.h"
 #include "sensor/sensor_config.h"
 #include "sensor/uid_slots.h"
+#include "storage/encrypted_store.h"
 
 namespace custos {
 
@@ -65,6 +66,9 @@ struct SensorPlatform {
   std::string hub_netns;
   // The running capture engine's process, for ring instruments; -1 if none.
   pid_t capture_pid = -1;
+  // The encrypted data root, once the fleet's data key opened it; null when
+  // the sensor has no encrypted volume. Owned by sensord's main.
+  storage::EncryptedStore* store = nullptr;
   // Which instrument holds each cursor slot of the engine's ring ("" = free).
   std::array<std::string, capture::kRingConsumers> ring_slots;
 };
