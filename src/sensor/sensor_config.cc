@@ -257,7 +257,7 @@ Status ParseSensorSection(const YamlField& section, SensorConfig& config) {
 
 Status ParsePolicy(const YamlField& policy, SensorConfig& config) {
   if (!policy.present()) return {};
-  CUSTOS_TRY(policy.OnlyKeys({"allowed_capabilities", "active_interfaces", "messages"}));
+  CUSTOS_TRY(policy.OnlyKeys({"allowed_capabilities", "active_interfaces", "messages", "uplink"}));
   auto capabilities = policy.Child("allowed_capabilities").StringList();
   if (!capabilities) return capabilities.error();
   for (const auto& capability : *capabilities) {
@@ -287,13 +287,63 @@ Status ParsePolicy(const YamlField& policy, SensorConfig& config) {
     }
     config.messages.push_back({*from, *to, *types});
   }
+  auto uplink = policy.Child("uplink").StringList();
+  if (!uplink) return uplink.error();
+  for (const auto& topic : *uplink) {
+    if (!bus::IsValidName(topic)) {
+      return policy.Child("uplink").Fail(
+          "'" + topic + "' is not a topic name (1-128 of a-z, 0-9, '.', '_', '-')");
+    }
+  }
+  config.uplink = *uplink;
   return {};
 }
 
-Result<SensorConfig> ParseRoot(const YamlField& root, const fs::path& base) {
-  CUSTOS_TRY(root.OnlyKeys({"sensor", "policy", "instruments"}));
+// After `sensor:`, whose data_root gives the spool's default place.
+Status ParseFleet(const YamlField& section, SensorConfig& config) {
+  if (!section.present()) return {};
+  CUSTOS_TRY(section.OnlyKeys({"identity", "spool_dir", "spool_max_bytes", "heartbeat_seconds"}));
+  FleetConfig fleet;
+  fleet.spool_dir = config.data_root + "/spool";
+  for (auto [key, target] :
+       {std::pair{"identity", &fleet.identity}, std::pair{"spool_dir", &fleet.spool_dir}}) {
+    auto value = section.Child(key).StringOr(*target);
+    if (!value) return value.error();
+    if (!fs::path(*value).is_absolute()) return section.Child(key).Fail("must be an absolute path");
+    *target = fs::path(*value).lexically_normal().string();
+  }
+  // An instrument must not reach the spool through its own storage.
+  auto instruments = (fs::path(config.data_root) / "instruments").lexically_normal();
+  auto relative = fs::path(fleet.spool_dir).lexically_relative(instruments);
+  if (!relative.empty() && *relative.begin() != "..") {
+    return section.Child("spool_dir").Fail("must not be inside " + instruments.string());
+  }
+  auto max_bytes = section.Child("spool_max_bytes").Size(fleet.spool_max_bytes);
+  if (!max_bytes) return max_bytes.error();
+  // The largest event (1 MiB) must fit, with room for the segments around it.
+  if (*max_bytes < (4ull << 20))
+    return section.Child("spool_max_bytes").Fail("must be at least 4M");
+  fleet.spool_max_bytes = *max_bytes;
+  auto heartbeat = section.Child("heartbeat_seconds").Unsigned(fleet.heartbeat.count(), 3600);
+  if (!heartbeat) return heartbeat.error();
+  if (*heartbeat < 1) return section.Child("heartbeat_seconds").Fail("must be at least 1");
+  fleet.heartbeat = std::chrono::seconds(*heartbeat);
+  config.fleet = fleet;
+  return {};
+}
+
+// `local` gives sensor: and fleet:, `policy_root` policy: and instruments:
+// (the same document unless a fleet's desired state supplies the latter).
+Result<SensorConfig> ParseRoot(const YamlField& local, const YamlField& policy_root,
+                               const fs::path& base) {
+  CUSTOS_TRY(local.OnlyKeys({"sensor", "fleet", "policy", "instruments"}));
+  if (&local != &policy_root && policy_root.present()) {
+    CUSTOS_TRY(policy_root.OnlyKeys({"policy", "instruments"}));
+  }
   SensorConfig config;
-  CUSTOS_TRY(ParseSensorSection(root.Child("sensor"), config));
+  CUSTOS_TRY(ParseSensorSection(local.Child("sensor"), config));
+  CUSTOS_TRY(ParseFleet(local.Child("fleet"), config));
+  const YamlField& root = policy_root;
   CUSTOS_TRY(ParsePolicy(root.Child("policy"), config));
   auto instruments = root.Child("instruments");
   if (instruments.present() && !instruments.node().IsSequence()) {
@@ -378,7 +428,7 @@ Result<SensorConfig> ParseSensorConfig(const std::string& text, const std::strin
   auto root = LoadYamlText(text, name);
   if (!root) return root.error();
   try {
-    return ParseRoot(*root, fs::path(name).parent_path());
+    return ParseRoot(*root, *root, fs::path(name).parent_path());
   } catch (const YAML::Exception& e) {
     return Error{name + ": " + e.what()};
   }
@@ -388,7 +438,21 @@ Result<SensorConfig> LoadSensorConfig(const std::string& path) {
   auto root = LoadYamlFile(path);
   if (!root) return root.error();
   try {
-    return ParseRoot(*root, fs::absolute(path).parent_path());
+    return ParseRoot(*root, *root, fs::absolute(path).parent_path());
+  } catch (const YAML::Exception& e) {
+    return Error{path + ": " + e.what()};
+  }
+}
+
+Result<SensorConfig> LoadSensorConfigWithPolicy(const std::string& path,
+                                                const std::string& policy_text,
+                                                const std::string& policy_name) {
+  auto local = LoadYamlFile(path);
+  if (!local) return local.error();
+  auto policy = LoadYamlText(policy_text, policy_name);
+  if (!policy) return policy.error();
+  try {
+    return ParseRoot(*local, *policy, fs::absolute(path).parent_path());
   } catch (const YAML::Exception& e) {
     return Error{path + ": " + e.what()};
   }

@@ -73,6 +73,17 @@ struct MessagePermission {
   bool operator==(const MessagePermission&) const = default;
 };
 
+// The optional `fleet:` section: the link to the fleet server. Without it,
+// sensord runs alone.
+struct FleetConfig {
+  std::string identity = "/var/lib/custos/identity";  // what `custos sensor enroll` wrote
+  std::string spool_dir;                              // empty: <data_root>/spool
+  std::uint64_t spool_max_bytes = 256ull << 20;
+  std::chrono::seconds heartbeat{5};
+
+  bool operator==(const FleetConfig&) const = default;
+};
+
 struct SensorConfig {
   std::string name = "sensor";
   std::string state_dir = "/run/custos";
@@ -87,11 +98,20 @@ struct SensorConfig {
   std::vector<std::string> allowed_capabilities;
   std::vector<std::string> active_interfaces;
   std::vector<MessagePermission> messages;
+  std::vector<std::string> uplink;  // policy.uplink: bus topics forwarded to the fleet
   std::vector<InstrumentConfig> instruments;
+  std::optional<FleetConfig> fleet;
 };
 
 Result<SensorConfig> LoadSensorConfig(const std::string& path);
 Result<SensorConfig> ParseSensorConfig(const std::string& text, const std::string& name);
+// The file at `path` for `sensor:` and `fleet:`, with `policy:` and
+// `instruments:` taken from `policy_text` instead (a desired state sent by
+// the fleet; errors name it `policy_name`). Relative manifest paths resolve
+// against the file's folder.
+Result<SensorConfig> LoadSensorConfigWithPolicy(const std::string& path,
+                                                const std::string& policy_text,
+                                                const std::string& policy_name);
 Result<InstrumentManifest> LoadManifest(const std::string& path);
 // Parses manifest text; relative paths resolve against `name`'s folder.
 Result<InstrumentManifest> ParseManifestText(const std::string& text, const std::string& name);

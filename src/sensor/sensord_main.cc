@@ -9,6 +9,8 @@
 #include "common/log.h"
 #include "sensor/admin_server.h"
 #include "sensor/event_loop.h"
+#include "sensor/fleet_link.h"
+#include "sensor/fleet_state.h"
 #include "sensor/sensor_config.h"
 #include "sensor/supervisor.h"
 
@@ -20,14 +22,32 @@ nlohmann::json Reply(const Status& status) {
   return {{"ok", false}, {"error", status.error().message}};
 }
 
-Status Reload(Supervisor& supervisor, const std::string& config_path) {
-  auto config = LoadSensorConfig(config_path);
+// The link to the fleet, when the configuration has a fleet: section.
+struct FleetSide {
+  std::optional<FleetConfig> config;        // as started: it cannot change at run time
+  std::unique_ptr<sensor::FleetLink> link;  // null: no uplink, for `off_reason`
+  std::string off_reason;
+};
+
+Status Apply(Supervisor& supervisor, FleetSide& fleet, const SensorConfig& config) {
+  if (config.fleet != fleet.config) {
+    return Error{"the fleet: section cannot change while sensord runs; restart it"};
+  }
+  CUSTOS_TRY(supervisor.Apply(config));
+  if (fleet.link) fleet.link->Applied(config);
+  return {};
+}
+
+Status Reload(Supervisor& supervisor, FleetSide& fleet, const std::string& config_path) {
+  // The fleet's desired state, if one was applied, still replaces the
+  // file's policy and instruments.
+  auto config = sensor::LoadEffectiveConfig(config_path);
   if (!config) {
     spdlog::error("configuration refused, instruments left as they were: {}",
                   config.error().message);
     return config.error();
   }
-  auto applied = supervisor.Apply(*config);
+  auto applied = Apply(supervisor, fleet, config->config);
   if (applied) {
     spdlog::info("configuration {} applied", config_path);
   } else {
@@ -37,7 +57,7 @@ Status Reload(Supervisor& supervisor, const std::string& config_path) {
   return applied;
 }
 
-nlohmann::json Handle(Supervisor& supervisor, const std::string& config_path,
+nlohmann::json Handle(Supervisor& supervisor, FleetSide& fleet, const std::string& config_path,
                       const nlohmann::json& request) {
   std::string command = request.value("command", "");
   std::string name = request.contains("instrument") && request["instrument"].is_string()
@@ -46,9 +66,14 @@ nlohmann::json Handle(Supervisor& supervisor, const std::string& config_path,
   if (command == "status") {
     auto reply = supervisor.StatusJson();
     reply["ok"] = true;
+    if (fleet.link) {
+      reply["uplink"] = fleet.link->StatusJson();
+    } else if (fleet.config) {
+      reply["uplink"] = {{"enabled", false}, {"last_error", fleet.off_reason}};
+    }
     return reply;
   }
-  if (command == "reload") return Reply(Reload(supervisor, config_path));
+  if (command == "reload") return Reply(Reload(supervisor, fleet, config_path));
   if (command == "start") return Reply(supervisor.StartInstrument(name));
   if (command == "stop") return Reply(supervisor.StopInstrument(name));
   if (command == "restart") return Reply(supervisor.RestartInstrument(name));
@@ -79,11 +104,12 @@ int Main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   InitLogging("sensord", verbose);
 
-  auto config = LoadSensorConfig(config_path);
-  if (!config) {
-    std::cerr << "custos-sensord: " << config.error().message << "\n";
+  auto effective = sensor::LoadEffectiveConfig(config_path);
+  if (!effective) {
+    std::cerr << "custos-sensord: " << effective.error().message << "\n";
     return 2;
   }
+  const SensorConfig& config = effective->config;
   // Container inits are orphaned when the runtime exits; as subreaper we
   // inherit them and learn how they exit.
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
@@ -95,34 +121,61 @@ int Main(int argc, char** argv) {
     std::cerr << "custos-sensord: " << loop.error().message << "\n";
     return 1;
   }
-  Supervisor supervisor(**loop, *config);
+  FleetSide fleet{config.fleet, nullptr, ""};
+  fleet.link =
+      sensor::FleetLink::Create(config, config_path, effective->state_version, &fleet.off_reason);
+  Supervisor supervisor(**loop, config);
+  if (fleet.link) supervisor.SetEventTap(fleet.link->Tap());
   if (auto prepared = supervisor.Prepare(); !prepared) {
     spdlog::critical("{}", prepared.error().message);
     supervisor.Shutdown();
     return 1;
   }
-  AdminServer admin(
-      **loop, supervisor.platform().AdminSocket(),
-      [&](const nlohmann::json& request) { return Handle(supervisor, config_path, request); });
+  AdminServer admin(**loop, supervisor.platform().AdminSocket(),
+                    [&](const nlohmann::json& request) {
+                      return Handle(supervisor, fleet, config_path, request);
+                    });
   if (auto listening = admin.Listen(); !listening) {
     spdlog::critical("{}", listening.error().message);
     supervisor.Shutdown();
     return 1;
   }
   (*loop)->OnSignal(SIGCHLD, [&] { supervisor.ReapChildren(); });
-  (*loop)->OnSignal(SIGHUP, [&] { (void)Reload(supervisor, config_path); });
+  (*loop)->OnSignal(SIGHUP, [&] { (void)Reload(supervisor, fleet, config_path); });
   (*loop)->OnSignal(SIGTERM, [&] { (*loop)->Quit(); });
   (*loop)->OnSignal(SIGINT, [&] { (*loop)->Quit(); });
-  if (auto applied = supervisor.Apply(*config); !applied) {
+  if (auto applied = supervisor.Apply(config); !applied) {
     spdlog::critical("{}", applied.error().message);
     supervisor.Shutdown();
     return 1;
   }
-  spdlog::info("sensor {} running {} instruments; admin socket {}", config->name,
-               config->instruments.size(), supervisor.platform().AdminSocket());
+  if (fleet.link) {
+    sensor::FleetLink::Actions actions;
+    actions.apply = [&](const SensorConfig& wanted) {
+      auto applied = Apply(supervisor, fleet, wanted);
+      if (applied) {
+        spdlog::info("desired state from the fleet applied");
+      } else {
+        spdlog::error("desired state from the fleet refused, instruments left as they were: {}",
+                      applied.error().message);
+      }
+      return applied;
+    };
+    actions.status = [&] { return supervisor.StatusJson(); };
+    actions.restart = [&](const std::string& name) { return supervisor.RestartInstrument(name); };
+    if (auto started = fleet.link->Start(**loop, std::move(actions)); !started) {
+      spdlog::error("uplink off: {}", started.error().message);
+      fleet.off_reason = started.error().message;
+      fleet.link.reset();
+    }
+  }
+  spdlog::info("sensor {} running {} instruments; admin socket {}", config.name,
+               config.instruments.size(), supervisor.platform().AdminSocket());
   (*loop)->Run();
   spdlog::info("shutting down");
   supervisor.Shutdown();
+  // After the instruments: the last events they published reach the spool.
+  if (fleet.link) fleet.link->Stop();
   return 0;
 }
 

@@ -146,6 +146,7 @@ Status Supervisor::Prepare() {
   broker_->SetPlatformSink(
       [this](std::string_view topic, std::string_view sender, std::string_view payload) {
         journal_.Record(topic, sender, payload);
+        if (event_tap_) event_tap_(topic, sender, payload);
       });
   platform_.broker = broker_.get();
   ScheduleSweep();

@@ -24,6 +24,9 @@ class Supervisor {
   Supervisor(EventLoop& loop, const SensorConfig& config);
   ~Supervisor();
 
+  // Also hands every bus event to `tap` (the uplink's feed), on the broker's
+  // thread. Set before Prepare.
+  void SetEventTap(bus::PlatformSink tap) { event_tap_ = std::move(tap); }
   // Creates the sensor's directories and hub namespace and removes what a
   // previous run that died may have left.
   Status Prepare();
@@ -62,6 +65,7 @@ class Supervisor {
   EventLoop& loop_;
   SensorPlatform platform_;
   EventJournal journal_;
+  bus::PlatformSink event_tap_;
   std::unique_ptr<bus::Broker> broker_;
   std::map<std::string, Entry> entries_;
   EventLoop::TimerId sweep_timer_ = 0;
