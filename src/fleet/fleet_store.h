@@ -37,6 +37,7 @@ struct SensorRecord {
   std::optional<TimePoint> revoked_at;
   std::optional<TimePoint> last_seen;  // last heartbeat or event batch
   std::string health = "{}";           // JSON from the last heartbeat
+  std::string name;                    // the label the sensor enrolled with, may be ""
 };
 
 // What the CA knows about a sensor it just signed a certificate for.
@@ -44,6 +45,18 @@ struct NewSensor {
   std::string id;
   std::string certificate_serial;
   std::string fingerprint;
+  std::string name;              // optional label
+  std::string wrapped_data_key;  // fleet/data_keys.h; "" for none
+};
+
+// An enrollment token as listed to operators: never the token itself.
+struct EnrollmentTokenInfo {
+  std::string token_sha256;
+  std::string tenant;
+  TimePoint created_at;
+  TimePoint expires_at;
+  std::optional<TimePoint> used_at;
+  std::string used_by;  // the sensor id it enrolled, "" if unused
 };
 
 struct RevokedSerial {
@@ -121,6 +134,10 @@ class FleetStore {
   // Consumes the token and records the sensor under the token's tenant, in
   // one transaction: of two sensors racing with one token, one wins.
   virtual Result<SensorRecord> EnrollSensor(std::string_view token, const NewSensor& sensor) = 0;
+  // The tenant of a token that is still usable (known, unused, unexpired),
+  // without consuming it: the CA needs it to sign before EnrollSensor.
+  virtual Result<std::optional<std::string>> EnrollmentTokenTenant(std::string_view token) = 0;
+  virtual Result<std::vector<EnrollmentTokenInfo>> ListEnrollmentTokens() = 0;
 
   // Registry. GetSensor yields nullopt for an unknown id.
   virtual Result<std::optional<SensorRecord>> GetSensor(std::string_view id) = 0;
@@ -129,6 +146,9 @@ class FleetStore {
   // Marks the sensor revoked and its serial for the CRL. Idempotent.
   virtual Status RevokeSensor(std::string_view id) = 0;
   virtual Result<std::vector<RevokedSerial>> RevokedSerials() = 0;
+  // The wrapped data key given at enrollment; nullopt for an unknown or
+  // revoked sensor, or one enrolled without a key.
+  virtual Result<std::optional<std::string>> WrappedDataKey(std::string_view id) = 0;
 
   // Desired state: each Set bumps the version; the sensor reports back
   // which version it applied and the outcome.

@@ -80,6 +80,10 @@ CREATE TABLE events (
 CREATE INDEX events_by_time ON events(event_time);
 CREATE INDEX events_by_type ON events(event_type, event_time);
 )sql",
+    R"sql(
+ALTER TABLE sensors ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE sensors ADD COLUMN wrapped_data_key TEXT;
+)sql",
 };
 
 std::int64_t Micros(TimePoint time) {
@@ -106,7 +110,7 @@ Error Failed(std::string_view operation, std::string_view subject, const Error& 
 }
 
 constexpr char kSensorColumns[] =
-    "id, tenant, certificate_serial, fingerprint, enrolled_at, revoked_at, last_seen, health";
+    "id, tenant, certificate_serial, fingerprint, enrolled_at, revoked_at, last_seen, health, name";
 
 SensorRecord ReadSensor(const Cursor& row) {
   SensorRecord sensor;
@@ -118,6 +122,7 @@ SensorRecord ReadSensor(const Cursor& row) {
   sensor.revoked_at = OptionalTime(row, 5);
   sensor.last_seen = OptionalTime(row, 6);
   sensor.health = row.Text(7);
+  sensor.name = row.Text(8);
   return sensor;
 }
 
@@ -130,11 +135,14 @@ class SqliteFleetStore final : public FleetStore {
   Status AddEnrollmentToken(std::string_view token, std::string_view tenant,
                             TimePoint expires_at) override;
   Result<SensorRecord> EnrollSensor(std::string_view token, const NewSensor& sensor) override;
+  Result<std::optional<std::string>> EnrollmentTokenTenant(std::string_view token) override;
+  Result<std::vector<EnrollmentTokenInfo>> ListEnrollmentTokens() override;
   Result<std::optional<SensorRecord>> GetSensor(std::string_view id) override;
   Result<std::vector<SensorRecord>> ListSensors(std::string_view tenant) override;
   Status RecordHeartbeat(std::string_view id, std::string_view health_json) override;
   Status RevokeSensor(std::string_view id) override;
   Result<std::vector<RevokedSerial>> RevokedSerials() override;
+  Result<std::optional<std::string>> WrappedDataKey(std::string_view id) override;
   Result<std::int64_t> SetDesiredState(std::string_view id, std::string_view document) override;
   Result<DesiredState> GetDesiredState(std::string_view id) override;
   Status RecordAppliedState(std::string_view id, std::int64_t version,
@@ -156,7 +164,7 @@ class SqliteFleetStore final : public FleetStore {
   Statement insert_token_, consume_token_, insert_sensor_, select_sensor_, list_sensors_,
       list_all_sensors_, sensor_revoked_, heartbeat_, revoke_sensor_, insert_revoked_,
       select_revoked_, upsert_desired_, select_desired_, record_applied_, insert_event_,
-      touch_sensor_, highest_seq_;
+      touch_sensor_, highest_seq_, token_tenant_, list_tokens_, data_key_;
   std::map<std::string, Statement> queries_;  // QueryEvents, by filter shape
 };
 
@@ -173,8 +181,15 @@ Status SqliteFleetStore::Prepare() {
        "UPDATE enrollment_tokens SET used_at = ?2, used_by = ?3 "
        "WHERE token_sha256 = ?1 AND used_at IS NULL AND expires_at > ?2 RETURNING tenant"},
       {&insert_sensor_,
-       "INSERT INTO sensors (id, tenant, certificate_serial, fingerprint, enrolled_at) "
-       "VALUES (?1, ?2, ?3, ?4, ?5)"},
+       "INSERT INTO sensors (id, tenant, certificate_serial, fingerprint, enrolled_at, name, "
+       "wrapped_data_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+      {&token_tenant_,
+       "SELECT tenant FROM enrollment_tokens "
+       "WHERE token_sha256 = ?1 AND used_at IS NULL AND expires_at > ?2"},
+      {&list_tokens_,
+       "SELECT token_sha256, tenant, created_at, expires_at, used_at, used_by "
+       "FROM enrollment_tokens ORDER BY created_at, token_sha256"},
+      {&data_key_, "SELECT wrapped_data_key FROM sensors WHERE id = ?1 AND revoked_at IS NULL"},
       {&select_sensor_, select_sensor + " WHERE id = ?1"},
       {&list_sensors_, select_sensor + " WHERE tenant = ?1 ORDER BY id"},
       {&list_all_sensors_, select_sensor + " ORDER BY id"},
@@ -250,7 +265,11 @@ Result<SensorRecord> SqliteFleetStore::EnrollSensor(std::string_view token,
     if (auto done = consumed.Run(); !done) return fail(done.error());
   }
   auto inserted =
-      insert_sensor_.Bind({sensor.id, tenant, sensor.certificate_serial, sensor.fingerprint, now})
+      insert_sensor_
+          .Bind({sensor.id, tenant, sensor.certificate_serial, sensor.fingerprint, now, sensor.name,
+                 sensor.wrapped_data_key.empty()
+                     ? Value(nullptr)
+                     : Value(std::string_view(sensor.wrapped_data_key))})
           .Run();
   if (!inserted) return fail(inserted.error());
   if (auto committed = transaction->Commit(); !committed) return fail(committed.error());
@@ -260,7 +279,36 @@ Result<SensorRecord> SqliteFleetStore::EnrollSensor(std::string_view token,
   record.certificate_serial = sensor.certificate_serial;
   record.fingerprint = sensor.fingerprint;
   record.enrolled_at = FromMicros(now);
+  record.name = sensor.name;
   return record;
+}
+
+Result<std::optional<std::string>> SqliteFleetStore::EnrollmentTokenTenant(std::string_view token) {
+  std::lock_guard lock(mutex_);
+  auto rows = token_tenant_.Bind({Sha256Hex(token), Micros(clock_())});
+  auto row = rows.Next();
+  if (!row) return Failed("EnrollmentTokenTenant", "", row.error());
+  if (!*row) return std::optional<std::string>();
+  return std::optional<std::string>(rows.Text(0));
+}
+
+Result<std::vector<EnrollmentTokenInfo>> SqliteFleetStore::ListEnrollmentTokens() {
+  std::lock_guard lock(mutex_);
+  auto rows = list_tokens_.Bind({});
+  std::vector<EnrollmentTokenInfo> tokens;
+  for (;;) {
+    auto row = rows.Next();
+    if (!row) return Failed("ListEnrollmentTokens", "", row.error());
+    if (!*row) return tokens;
+    EnrollmentTokenInfo token;
+    token.token_sha256 = rows.Text(0);
+    token.tenant = rows.Text(1);
+    token.created_at = FromMicros(rows.Int(2));
+    token.expires_at = FromMicros(rows.Int(3));
+    token.used_at = OptionalTime(rows, 4);
+    token.used_by = rows.IsNull(5) ? "" : rows.Text(5);
+    tokens.push_back(std::move(token));
+  }
 }
 
 Result<std::optional<SensorRecord>> SqliteFleetStore::GetSensorLocked(std::string_view id) {
@@ -346,6 +394,15 @@ Result<std::vector<RevokedSerial>> SqliteFleetStore::RevokedSerials() {
     if (!*row) return serials;
     serials.push_back({rows.Text(0), rows.Text(1), FromMicros(rows.Int(2))});
   }
+}
+
+Result<std::optional<std::string>> SqliteFleetStore::WrappedDataKey(std::string_view id) {
+  std::lock_guard lock(mutex_);
+  auto rows = data_key_.Bind({id});
+  auto row = rows.Next();
+  if (!row) return Failed("WrappedDataKey", id, row.error());
+  if (!*row || rows.IsNull(0)) return std::optional<std::string>();
+  return std::optional<std::string>(rows.Text(0));
 }
 
 Result<std::int64_t> SqliteFleetStore::SetDesiredState(std::string_view id,
