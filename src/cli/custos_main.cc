@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "cli/sensor_enroll.h"
 #include "sensor/admin_server.h"
 
 namespace custos {
@@ -60,6 +61,7 @@ void PrintStatus(const nlohmann::json& status) {
       std::printf("  bus messages dropped: %s\n", Text(bus["messages_dropped"]).c_str());
     }
   }
+  cli::PrintUplinkStatus(status);
 }
 
 // Instrument text may carry control sequences; a terminal must not obey them.
@@ -130,7 +132,10 @@ int Main(int argc, char** argv) {
       request = {{"command", verb}, {"instrument", name}};
     });
   }
+  std::function<int()> run;  // set by commands that do not talk to sensord
+  cli::AddSensorEnroll(*sensor, run);
   CLI11_PARSE(app, argc, argv);
+  if (run) return run();
   return Send(socket, request, json_output);
 }
 
