@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "cli/fleet_commands.h"
 #include "cli/sensor_enroll.h"
 #include "sensor/admin_server.h"
 
@@ -134,6 +135,7 @@ int Main(int argc, char** argv) {
   }
   std::function<int()> run;  // set by commands that do not talk to sensord
   cli::AddSensorEnroll(*sensor, run);
+  cli::AddFleetCommands(app, *sensor, run);
   CLI11_PARSE(app, argc, argv);
   if (run) return run();
   return Send(socket, request, json_output);
