@@ -34,6 +34,8 @@ using WebSocket = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
 // A desired state is YAML of at most 1 MiB, escaped into JSON.
 constexpr std::size_t kMaxFleetMessage = 4u << 20;
 constexpr std::chrono::seconds kCloseGrace{2};
+// The fleet refuses longer error texts in a state_result.
+constexpr std::size_t kMaxErrorText = 16u << 10;
 // Spool refusals are counted always, logged at most this often.
 constexpr std::chrono::seconds kRefusalLogInterval{10};
 
@@ -432,7 +434,7 @@ class Uplink::Impl : public std::enable_shared_from_this<Uplink::Impl> {
                                                                    const std::string& error) {
       json result = {
           {"type", "state_result"}, {"stream", stream}, {"version", number}, {"ok", error.empty()}};
-      if (!error.empty()) result["error"] = error;
+      if (!error.empty()) result["error"] = error.substr(0, kMaxErrorText);
       SendOn(generation, Dump(result));
     };
     if (!version || !config) {
