@@ -19,6 +19,11 @@
 //     runs the real Uplink; --prefill appends N events {"id": i} (topic
 //     test) to the spool and flushes them before the uplink starts, so all
 //     are accepted. Prints "started"; stops cleanly on SIGTERM ("stopped").
+//
+//   uplink_test_peer identity --authority DIR --identity DIR --port N
+//     makes a test fleet CA in the authority folder (unless one is there)
+//     and writes an enrolled identity for sensor-1 whose channel is
+//     127.0.0.1:N, for trying custos-sensord by hand.
 // clang-format off
 #include <utility>  // first: Boost 1.74's asio/awaitable.hpp uses it without including it
 // clang-format on
@@ -287,6 +292,19 @@ int RunSensor(const Args& args) {
   return 0;
 }
 
+int RunIdentity(const Args& args) {
+  std::filesystem::path authority_dir = Text(args, "--authority");
+  if (!std::filesystem::exists(authority_dir / "chain.pem")) {
+    crypto::testing::InitTestAuthority(authority_dir);
+  }
+  auto authority = Must(crypto::IssuingAuthority::Load(authority_dir));
+  testing::WriteTestIdentity(
+      Text(args, "--identity"), authority, "sensor-1",
+      FleetEndpoint{"127.0.0.1", static_cast<std::uint16_t>(Number(args, "--port", 8444))});
+  Say("identity written");
+  return 0;
+}
+
 }  // namespace
 }  // namespace custos::sensor
 
@@ -301,6 +319,7 @@ int main(int argc, char** argv) {
   try {
     if (mode == "fleet") return custos::sensor::RunFleet(args);
     if (mode == "sensor") return custos::sensor::RunSensor(args);
+    if (mode == "identity") return custos::sensor::RunIdentity(args);
   } catch (const std::exception& error) {
     std::cerr << "uplink_test_peer " << mode << ": " << error.what() << "\n";
     return 1;
