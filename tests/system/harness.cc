@@ -115,6 +115,7 @@ std::string SensorUnderTest::ConfigText(const std::string& instruments_yaml) con
   text << "policy:\n";
   std::istringstream policy(policy_yaml_);
   for (std::string line; std::getline(policy, line);) text << "  " << line << "\n";
+  text << extra_sections_;
   text << "instruments:\n" << instruments_yaml;
   return text.str();
 }

@@ -65,6 +65,8 @@ class SensorUnderTest {
                          std::chrono::seconds timeout = std::chrono::seconds(20)) const;
   std::map<std::string, ProbeResult> ProbeResults(const std::string& name) const;
   void RewriteConfig(const std::string& instruments_yaml);
+  // Top-level sections (such as `fleet:`) added to the file from now on.
+  void set_extra_sections(std::string yaml) { extra_sections_ = std::move(yaml); }
   void WriteRawConfig(const std::string& text);
 
   std::string Log(const std::string& name) const;
@@ -84,6 +86,7 @@ class SensorUnderTest {
   std::string name_;
   std::string sensor_extra_;
   std::string policy_yaml_;
+  std::string extra_sections_;
   std::string root_;
   TestNetns host_;
   pid_t pid_ = -1;

@@ -4,8 +4,8 @@ namespace custos::testing {
 
 NatNetwork::NatNetwork(const TestNetns& sensor_host) {
   // Each pair is made in the router and its far end moved into the host.
-  router_.Run({"ip", "link", "add", "out0", "type", "veth", "peer", "name", "up0", "netns",
-               fleet_.name()});
+  router_.Run(
+      {"ip", "link", "add", "out0", "type", "veth", "peer", "name", "up0", "netns", fleet_.name()});
   router_.Run({"ip", "link", "add", "lan0", "type", "veth", "peer", "name", "wan0", "netns",
                sensor_host.name()});
   router_.Run({"ip", "addr", "add", std::string(kRouterOutside) + "/24", "dev", "out0"});

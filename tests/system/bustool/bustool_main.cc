@@ -1,6 +1,7 @@
 // bustool: a test-only instrument that drives the bus through the SDK (and,
 // to attack it, around the SDK). Arguments are actions run in order:
 //   subscribe:TOPIC            publish:TOPIC:COUNT:BYTES
+//   stream:TOPIC:COUNT:PER_SECOND  (EVE events {"event_type":"count","n":0..COUNT-1}, paced)
 //   send:TO:TYPE:PAYLOAD       request:TO:TYPE:PAYLOAD
 //   sendfile:TO:NAME:CONTENT   settings
 //   forge:VICTIM:TOPIC         (writes an event frame naming another sender)
@@ -22,6 +23,7 @@
 
 #include "bus/frame.h"
 #include "custos/bus_client.h"
+#include "custos/event.h"
 #include "custos/instrument.h"
 
 namespace {
@@ -145,6 +147,19 @@ int main(int argc, char** argv) {
         }
       }
       if (status.ok()) status = client.Flush();
+      Report(argv[i], status);
+    } else if (verb == "stream") {
+      long count = std::stol(arg(2));
+      auto gap = std::chrono::microseconds(1'000'000 / std::max(1L, std::stol(arg(3))));
+      auto due = std::chrono::steady_clock::now();
+      custos::Status status;
+      for (long n = 0; n < count && status.ok() && !custos::StopRequested(); ++n) {
+        auto event = custos::MakeEvent("count");
+        event["n"] = n;
+        status = client.Publish(arg(1), event.dump());
+        due += gap;
+        std::this_thread::sleep_until(due);
+      }
       Report(argv[i], status);
     } else if (verb == "send") {
       Report(argv[i], client.Send(arg(1), arg(2), arg(3)));
