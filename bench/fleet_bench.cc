@@ -54,6 +54,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -141,6 +142,28 @@ std::string EveTimestamp(std::chrono::system_clock::time_point time) {
   std::snprintf(text + length, sizeof text - length, ".%06lld+0000",
                 static_cast<long long>(micros % 1000000));
   return text;
+}
+
+// User plus system CPU seconds of a process (/proc/PID/stat) or, for -1,
+// of this one: to tell whether fleetd or the simulator used the cores.
+double CpuSeconds(pid_t pid) {
+  if (pid < 0) {
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    auto seconds = [](const timeval& time) { return time.tv_sec + time.tv_usec / 1e6; };
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+  }
+  auto stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat.ok()) return 0;
+  // Fields 14 and 15 (utime, stime) follow the ")" that ends the command name.
+  std::istringstream fields(stat->substr(stat->rfind(')') + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 Result<double> ResidentMegabytes(pid_t pid) {
@@ -883,6 +906,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   const std::string& error() const { return error_; }
   std::vector<std::uint32_t>& latencies_us() { return latencies_us_; }
   std::uint64_t acked_in_run() const { return sensor_.acked - acked_before_; }
+  std::uint64_t batches_acked() const { return batches_acked_; }
   Clock::time_point last_ack() const { return last_ack_; }
   Clock::duration connect_time() const { return connect_time_; }
 
@@ -984,6 +1008,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
       return false;
     }
     inflight_.pop_front();
+    ++batches_acked_;
     auto now = Clock::now();
     while (sensor_.acked < up_to) {
       if (plan_.record_latency) {
@@ -1144,6 +1169,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   Clock::time_point connect_start_, next_tick_, end_, last_ack_;
   Clock::duration connect_time_{};
   std::uint64_t acked_before_ = 0;
+  std::uint64_t batches_acked_ = 0;
   std::string error_;
   bool welcomed_ = false, writing_ = false, closing_ = false, failed_ = false;
   bool generating_ = true;
@@ -1152,6 +1178,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
 struct PhaseResult {
   std::vector<std::uint32_t> latencies_us;
   std::uint64_t acked = 0;
+  std::uint64_t batches = 0;
   Clock::duration elapsed{};  // from the start to the last ack
   std::optional<double> fleetd_rss_mb;
 };
@@ -1177,10 +1204,11 @@ void ConnectNext(const std::shared_ptr<PhaseState>& state) {
 
 // Connects `count` sensors (at most 64 handshakes at once), runs `plan` for
 // `duration`, and waits until every event is acknowledged and every
-// channel closed. With `rss_of`, reads that process's VmRSS just before the end.
+// channel closed. With `measure_rss`, reads fleetd's VmRSS just before the end.
 Result<PhaseResult> RunPhase(const std::string& name, Engine& engine,
                              std::vector<std::unique_ptr<Sensor>>& sensors, std::size_t count,
-                             const Plan& plan, Clock::duration duration, pid_t rss_of = -1) {
+                             const Plan& plan, Clock::duration duration, pid_t fleetd,
+                             bool measure_rss = false) {
   constexpr std::size_t kConnecting = 64;
   auto state = std::make_shared<PhaseState>(engine, count, std::min(kConnecting, count));
   auto writer = std::make_shared<const BatchWriter>(plan.event_bytes);
@@ -1215,16 +1243,17 @@ Result<PhaseResult> RunPhase(const std::string& name, Engine& engine,
 
   auto start = Clock::now() + std::chrono::milliseconds(200);
   auto end = start + duration;
+  double fleetd_cpu = CpuSeconds(fleetd), bench_cpu = CpuSeconds(-1);
   for (std::size_t i = 0; i < count; ++i) {
     asio::post(engine.at(i), [state, start, end, channel = state->channels[i]] {
       channel->Run(start, end, [state] { state->finished.Done(); });
     });
   }
   PhaseResult result;
-  if (rss_of > 0) {
+  if (measure_rss) {
     state->finished.WaitUntil(end - std::chrono::milliseconds(500));
     if (interrupted) return Error{"interrupted"};
-    auto rss = ResidentMegabytes(rss_of);
+    auto rss = ResidentMegabytes(fleetd);
     if (!rss.ok()) return rss.error();
     result.fleetd_rss_mb = *rss;
   }
@@ -1235,11 +1264,18 @@ Result<PhaseResult> RunPhase(const std::string& name, Engine& engine,
   Clock::time_point last = start;
   for (auto& channel : state->channels) {
     result.acked += channel->acked_in_run();
+    result.batches += channel->batches_acked();
     last = std::max(last, channel->last_ack());
     auto& latencies = channel->latencies_us();
     result.latencies_us.insert(result.latencies_us.end(), latencies.begin(), latencies.end());
   }
   result.elapsed = last - start;
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  spdlog::info(
+      "{}: {} batches acknowledged ({:.0f}/s); CPU in {:.1f} s: fleetd {:.1f} s, "
+      "simulator {:.1f} s",
+      name, result.batches, static_cast<double>(result.batches) / seconds, seconds,
+      CpuSeconds(fleetd) - fleetd_cpu, CpuSeconds(-1) - bench_cpu);
   return result;
 }
 
@@ -1427,12 +1463,12 @@ int Run(const Options& options) {
   rate.event_bytes = options.event_bytes;
 
   auto small = RunPhase(std::to_string(options.small) + " sensors", engine, sensors, options.small,
-                        rate, Seconds(options.small_seconds));
+                        rate, Seconds(options.small_seconds), (*fleet)->pid());
   if (!small.ok()) return fail(small.error());
   PrintLatency("fleet_p99_ms_100sensors", std::to_string(options.small) + " sensors", *small);
 
   auto large = RunPhase(std::to_string(options.large) + " sensors", engine, sensors, options.large,
-                        rate, Seconds(options.large_seconds), (*fleet)->pid());
+                        rate, Seconds(options.large_seconds), (*fleet)->pid(), true);
   if (!large.ok()) return fail(large.error());
   PrintLatency("fleet_p99_ms_1000sensors", std::to_string(options.large) + " sensors", *large);
   std::printf("BENCH fleetd_rss_mb_1000sensors %.1f MB\n", large->fleetd_rss_mb.value_or(0));
@@ -1441,8 +1477,8 @@ int Run(const Options& options) {
   Plan flood = rate;
   flood.load = Load::kFlood;
   flood.record_latency = false;
-  auto throughput =
-      RunPhase("throughput", engine, sensors, options.flood, flood, Seconds(options.flood_seconds));
+  auto throughput = RunPhase("throughput", engine, sensors, options.flood, flood,
+                             Seconds(options.flood_seconds), (*fleet)->pid());
   if (!throughput.ok()) return fail(throughput.error());
   double seconds = std::chrono::duration<double>(throughput->elapsed).count();
   double per_second = seconds > 0 ? static_cast<double>(throughput->acked) / seconds : 0;
