@@ -255,12 +255,39 @@ class ChannelSession : public ChannelLink, public std::enable_shared_from_this<C
     });
   }
 
+  // Batches go to the group-commit writer as they arrive; it stores and
+  // reports them in order, so acks leave in the order batches came.
   void Handle(EventsMessage& events) {
-    batches_.push_back(std::move(events));
-    if (batches_.size() > kMaxQueuedBatches) {
+    if (++batches_in_writer_ > kMaxQueuedBatches) {
       return Fail("more than 8 event batches are waiting for their ack");
     }
-    StoreNextBatch();
+    std::vector<IncomingEvent> incoming;
+    incoming.reserve(events.events.size());
+    for (ChannelEvent& event : events.events) {
+      incoming.push_back(IncomingEvent{event.seq, std::move(event.event)});
+    }
+    core_.events->Submit(
+        peer_.sensor_id, std::move(incoming),
+        [self = shared_from_this(), batch = events.batch](const Result<StoreEventsResult>& stored) {
+          auto outcome = std::make_shared<Result<StoreEventsResult>>(stored);
+          asio::post(self->ws_.get_executor(),
+                     [self, batch, outcome] { self->OnStored(batch, *outcome); });
+        });
+  }
+
+  void OnStored(std::uint64_t batch, const Result<StoreEventsResult>& stored) {
+    --batches_in_writer_;
+    if (closing_) return;
+    if (!stored.ok()) {
+      spdlog::error("channel: {}", stored.error().message);
+      return Fail("the fleet could not store batch " + std::to_string(batch) +
+                  "; send it again later");
+    }
+    if (stored->duplicates > 0) {
+      spdlog::debug("channel: sensor {} batch {}: {} duplicate event(s)", peer_.sensor_id, batch,
+                    stored->duplicates);
+    }
+    Send(AckMessage(batch, stored->acknowledge_seq));
   }
 
   void Handle(StateResultMessage& result) {
@@ -281,40 +308,6 @@ class ChannelSession : public ChannelLink, public std::enable_shared_from_this<C
   void Handle(CommandResultMessage& result) {
     spdlog::info("channel: sensor {} command stream {} {}: {}", peer_.sensor_id, result.stream,
                  result.ok ? "succeeded" : "failed", result.output_json.substr(0, 512));
-  }
-
-  // --- events ------------------------------------------------------------
-
-  // One batch at a time, in arrival order: an ack promises every seq up to
-  // it is stored, which holds only if the earlier batches committed first.
-  void StoreNextBatch() {
-    if (storing_ || batches_.empty() || closing_) return;
-    storing_ = true;
-    auto batch = std::make_shared<EventsMessage>(std::move(batches_.front()));
-    batches_.pop_front();
-    asio::post(blocking_, [self = shared_from_this(), batch] {
-      std::vector<IncomingEvent> incoming;
-      incoming.reserve(batch->events.size());
-      for (ChannelEvent& event : batch->events) {
-        incoming.push_back(IncomingEvent{event.seq, std::move(event.event)});
-      }
-      auto stored = std::make_shared<Result<StoreEventsResult>>(
-          self->core_.store->StoreEvents(self->peer_.sensor_id, incoming));
-      asio::post(self->ws_.get_executor(), [self, batch, stored] {
-        self->storing_ = false;
-        if (!stored->ok()) {
-          spdlog::error("channel: {}", stored->error().message);
-          return self->Fail("the fleet could not store batch " + std::to_string(batch->batch) +
-                            "; send it again later");
-        }
-        if ((*stored)->duplicates > 0) {
-          spdlog::debug("channel: sensor {} batch {}: {} duplicate event(s)", self->peer_.sensor_id,
-                        batch->batch, (*stored)->duplicates);
-        }
-        self->Send(AckMessage(batch->batch, (*stored)->acknowledge_seq));
-        self->StoreNextBatch();
-      });
-    });
   }
 
   // --- desired state -------------------------------------------------------
@@ -407,16 +400,15 @@ class ChannelSession : public ChannelLink, public std::enable_shared_from_this<C
   beast::flat_buffer read_buffer_;
   http::request_parser<http::empty_body> upgrade_;
   std::deque<std::string> outbox_;
-  std::deque<EventsMessage> batches_;
   std::optional<std::pair<std::int64_t, std::string>> pending_offer_;
   std::optional<std::chrono::steady_clock::time_point> last_persisted_;
   std::int64_t known_state_version_ = 0;
   std::uint64_t next_stream_ = 1;
+  std::size_t batches_in_writer_ = 0;
   bool accepted_ = false;
   bool registered_ = false;
   bool welcomed_ = false;
   bool writing_ = false;
-  bool storing_ = false;
   bool closing_ = false;
 };
 

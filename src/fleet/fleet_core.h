@@ -17,6 +17,7 @@
 #include "fleet/crl_publisher.h"
 #include "fleet/data_keys.h"
 #include "fleet/enrollment.h"
+#include "fleet/event_writer.h"
 #include "fleet/fleet_store.h"
 
 namespace custos::fleet {
@@ -29,6 +30,7 @@ struct FleetCore {
   const Enroller* enroller = nullptr;
   CrlPublisher* crl = nullptr;
   ChannelRegistry* registry = nullptr;
+  EventWriter* events = nullptr;  // group commit of event batches
   std::string admin_token_hash;   // hex SHA-256 of the admin bearer token
   std::string channel_advertise;  // HOST:PORT told to enrolling sensors; "" derives it
   std::uint16_t channel_port = 0;

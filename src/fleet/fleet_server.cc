@@ -71,6 +71,7 @@ Status FleetServer::Load() {
   if (!enroller.ok()) return enroller.error();
   enroller_.emplace(std::move(*enroller));
   crl_.emplace(*store_, *authority_, revocations_, paths.crl, options_.crl_validity);
+  event_writer_.emplace(*store_);
 
   core_.store = store_.get();
   core_.authority = &*authority_;
@@ -79,6 +80,7 @@ Status FleetServer::Load() {
   core_.enroller = &*enroller_;
   core_.crl = &*crl_;
   core_.registry = &registry_;
+  core_.events = &*event_writer_;
   core_.admin_token_hash = std::move(*admin_hash);
   core_.channel_advertise = options_.channel_advertise;
   core_.heartbeat_seconds = options_.heartbeat_seconds;
@@ -156,6 +158,7 @@ void FleetServer::Stop() {
   for (std::thread& thread : threads_) thread.join();
   threads_.clear();
   blocking_->join();
+  event_writer_->Stop();
   spdlog::info("fleetd stopped");
 }
 

@@ -72,6 +72,7 @@ class FleetServer {
   std::optional<DataKeyService> keys_;
   std::optional<Enroller> enroller_;
   std::optional<CrlPublisher> crl_;
+  std::optional<EventWriter> event_writer_;
   ChannelRegistry registry_;
   FleetCore core_;
   std::optional<ApiRoutes> routes_;

@@ -87,6 +87,12 @@ struct StoreEventsResult {
   std::size_t duplicates = 0;  // already stored: a resend after a lost ack
 };
 
+// One sensor's batch, for storing several sensors' batches in one transaction.
+struct SensorBatch {
+  std::string sensor_id;
+  std::vector<IncomingEvent> events;
+};
+
 struct StoredEvent {
   std::int64_t id = 0;  // store-wide, increasing in insertion order
   std::string sensor_id;
@@ -160,6 +166,13 @@ class FleetStore {
   // Events. Refused for unknown or revoked sensors.
   virtual Result<StoreEventsResult> StoreEvents(std::string_view sensor_id,
                                                 const std::vector<IncomingEvent>& batch) = 0;
+  // StoreEvents for several batches (of one or many sensors) in one
+  // transaction, so they share one fsync. Each batch gets the outcome
+  // StoreEvents would give it: a batch of an unknown or revoked sensor, or
+  // with a seq out of range, fails alone. A storage failure fails them all
+  // (the outer error) and stores none.
+  virtual Result<std::vector<Result<StoreEventsResult>>> StoreEventBatches(
+      const std::vector<SensorBatch>& batches) = 0;
   // The highest seq stored for the sensor (0: none), so a sensor whose spool
   // was re-created can start above it.
   virtual Result<std::uint64_t> HighestEventSeq(std::string_view sensor_id) = 0;

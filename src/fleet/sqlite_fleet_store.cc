@@ -149,6 +149,8 @@ class SqliteFleetStore final : public FleetStore {
                             std::string_view result_json) override;
   Result<StoreEventsResult> StoreEvents(std::string_view sensor_id,
                                         const std::vector<IncomingEvent>& batch) override;
+  Result<std::vector<Result<StoreEventsResult>>> StoreEventBatches(
+      const std::vector<SensorBatch>& batches) override;
   Result<std::uint64_t> HighestEventSeq(std::string_view sensor_id) override;
   Result<EventPage> QueryEvents(const EventQuery& query) override;
 
@@ -505,6 +507,74 @@ Result<StoreEventsResult> SqliteFleetStore::StoreEvents(std::string_view sensor_
   }
   if (auto committed = transaction->Commit(); !committed) return fail(committed.error());
   return result;
+}
+
+Result<std::vector<Result<StoreEventsResult>>> SqliteFleetStore::StoreEventBatches(
+    const std::vector<SensorBatch>& batches) {
+  // Checked and parsed before the lock, as in StoreEvents.
+  std::vector<Result<StoreEventsResult>> outcomes;
+  std::vector<std::vector<EventFields>> fields(batches.size());
+  outcomes.reserve(batches.size());
+  for (std::size_t b = 0; b < batches.size(); ++b) {
+    StoreEventsResult result;
+    std::optional<Error> refused;
+    fields[b].reserve(batches[b].events.size());
+    for (const IncomingEvent& event : batches[b].events) {
+      if (event.seq == 0 || event.seq > static_cast<std::uint64_t>(kMaxSeq)) {
+        refused = Error{"seq " + std::to_string(event.seq) + " is out of range"};
+        break;
+      }
+      result.acknowledge_seq = std::max(result.acknowledge_seq, event.seq);
+      fields[b].push_back(ExtractEventFields(event.body));
+    }
+    if (refused) {
+      outcomes.emplace_back(Failed("StoreEvents", batches[b].sensor_id, *refused));
+    } else {
+      outcomes.emplace_back(result);
+    }
+  }
+
+  std::lock_guard lock(mutex_);
+  auto fail = [&](const Error& error) {
+    return Failed("StoreEventBatches", std::to_string(batches.size()) + " batches", error);
+  };
+  auto transaction = WriteTransaction::Begin(db_);
+  if (!transaction) return fail(transaction.error());
+  std::int64_t now = Micros(clock_());
+  for (std::size_t b = 0; b < batches.size(); ++b) {
+    if (!outcomes[b].ok() || batches[b].events.empty()) continue;
+    const std::string& sensor_id = batches[b].sensor_id;
+    // Checked inside the transaction, so no batch commits after a revocation.
+    auto state = SensorRevoked(sensor_id);
+    if (!state) return fail(state.error());
+    if (!state->has_value() || **state) {
+      outcomes[b] = Failed("StoreEvents", sensor_id,
+                           Error{state->has_value() ? "sensor is revoked" : "unknown sensor"});
+      continue;
+    }
+    for (std::size_t i = 0; i < batches[b].events.size(); ++i) {
+      const EventFields& event = fields[b][i];
+      std::int64_t event_time = event.event_time ? Micros(*event.event_time) : now;
+      auto inserted = insert_event_
+                          .Bind({sensor_id, static_cast<std::int64_t>(batches[b].events[i].seq),
+                                 now, event_time, event.event_type, event.body})
+                          .Run();
+      if (!inserted) {
+        return fail(Context(sensor_id + " seq " + std::to_string(batches[b].events[i].seq),
+                            inserted.error()));
+      }
+      if (db_.Changes() == 1) {
+        ++outcomes[b]->inserted;
+      } else {
+        ++outcomes[b]->duplicates;
+      }
+    }
+    if (auto touched = touch_sensor_.Bind({sensor_id, now}).Run(); !touched) {
+      return fail(touched.error());
+    }
+  }
+  if (auto committed = transaction->Commit(); !committed) return fail(committed.error());
+  return outcomes;
 }
 
 Result<std::uint64_t> SqliteFleetStore::HighestEventSeq(std::string_view sensor_id) {
