@@ -1423,6 +1423,7 @@ int Run(const Options& options) {
   }
   auto fail = [&](const Error& error) {
     spdlog::error("{}", error.message);
+    if (interrupted) return 1;
     std::string tail = (*fleet)->LogTail();
     if (!tail.empty()) spdlog::error("end of the fleetd log:\n{}", tail);
     return 1;
