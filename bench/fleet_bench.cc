@@ -550,9 +550,17 @@ struct Sensor {
   std::optional<crypto::KeyPair> key;
   std::unique_ptr<ssl::context> tls;
   tcp::endpoint channel;
-  std::uint64_t next_seq = 1;
-  std::uint64_t acked = 0;  // highest seq the fleet acknowledged
+  // As a new spool does (docs/fleet-protocol.md): the first seq is the time
+  // in microseconds, so seqs are large and differ between sensors.
+  std::uint64_t first_seq =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+  std::uint64_t next_seq = first_seq;
+  std::uint64_t acked = first_seq - 1;  // highest seq the fleet acknowledged
   std::uint64_t next_batch = 1;
+
+  std::uint64_t acknowledged() const { return acked + 1 - first_seq; }
 };
 
 struct Enrolled {
@@ -996,19 +1004,18 @@ class Channel : public std::enable_shared_from_this<Channel> {
     if (!failed_) Read();
   }
 
+  // An ack covers every seq up to its up_to_seq, whichever batch it names.
   bool OnAck(const json& message) {
-    auto batch = UnsignedField(message, "batch");
     auto up_to = UnsignedField(message, "up_to_seq");
-    if (inflight_.empty() || batch != inflight_.front().id || up_to != inflight_.front().last_seq) {
-      Fail("unexpected ack " + message.dump() + " (oldest unacknowledged batch: " +
-           (inflight_.empty() ? std::string("none")
-                              : std::to_string(inflight_.front().id) + " up to seq " +
-                                    std::to_string(inflight_.front().last_seq)) +
-           ")");
+    if (up_to > sent_up_to()) {
+      Fail("ack beyond the last seq sent (" + std::to_string(sent_up_to()) +
+           "): " + message.dump());
       return false;
     }
-    inflight_.pop_front();
-    ++batches_acked_;
+    while (!inflight_.empty() && inflight_.front().last_seq <= up_to) {
+      inflight_.pop_front();
+      ++batches_acked_;
+    }
     auto now = Clock::now();
     while (sensor_.acked < up_to) {
       if (plan_.record_latency) {
@@ -1322,20 +1329,22 @@ Status CheckStoredRows(const fs::path& database,
       rows = found->second;
       stored.erase(found);
     }
-    bool exact = rows.count == sensor->acked && rows.distinct == rows.count &&
-                 (rows.count == 0 || (rows.min == 1 && rows.max == sensor->acked));
+    bool exact = rows.count == sensor->acknowledged() && rows.distinct == rows.count &&
+                 (rows.count == 0 || (rows.min == sensor->first_seq && rows.max == sensor->acked));
     if (!exact && wrong.size() < 5) {
-      wrong.push_back(sensor->id + ": acknowledged seqs 1.." + std::to_string(sensor->acked) +
-                      ", stored " + std::to_string(rows.count) + " rows (" +
-                      std::to_string(rows.distinct) + " distinct seqs, " +
-                      std::to_string(rows.min) + ".." + std::to_string(rows.max) + ")");
+      wrong.push_back(sensor->id + ": acknowledged seqs " + std::to_string(sensor->first_seq) +
+                      ".." + std::to_string(sensor->acked) + ", stored " +
+                      std::to_string(rows.count) + " rows (" + std::to_string(rows.distinct) +
+                      " distinct seqs, " + std::to_string(rows.min) + ".." +
+                      std::to_string(rows.max) + ")");
     } else if (!exact) {
       wrong.push_back("");
     }
   }
-  for (auto& [id, rows] : stored)
+  for (auto& [id, rows] : stored) {
     wrong.push_back(id + ": " + std::to_string(rows.count) +
                     " rows of a sensor the bench did not run");
+  }
   if (wrong.empty()) return {};
   std::string text = std::to_string(wrong.size()) + " sensors' stored events differ:";
   for (const auto& line : wrong) {
@@ -1347,7 +1356,7 @@ Status CheckStoredRows(const fs::path& database,
 // Pages through GET /v1/events?sensor=ID: seqs 1..acked in order, each once,
 // and each body the one sent for that seq.
 Status CheckEventsApi(Admin& admin, const Sensor& sensor) {
-  std::uint64_t expected = 1;
+  std::uint64_t expected = sensor.first_seq;
   std::string after;
   for (;;) {
     std::string target = "/v1/events?sensor=" + sensor.id + "&limit=1000" + after;
@@ -1372,8 +1381,9 @@ Status CheckEventsApi(Admin& admin, const Sensor& sensor) {
     after = "&after=" + std::to_string(page["next_after"].get<std::int64_t>());
   }
   if (expected - 1 != sensor.acked) {
-    return Error{"GET /v1/events for " + sensor.id + " lists " + std::to_string(expected - 1) +
-                 " events; the fleet acknowledged " + std::to_string(sensor.acked)};
+    return Error{"GET /v1/events for " + sensor.id + " lists " +
+                 std::to_string(expected - sensor.first_seq) + " events; the fleet acknowledged " +
+                 std::to_string(sensor.acknowledged())};
   }
   return {};
 }
@@ -1490,7 +1500,7 @@ int Run(const Options& options) {
   std::fflush(stdout);
 
   std::uint64_t acked = 0;
-  for (const auto& sensor : sensors) acked += sensor->acked;
+  for (const auto& sensor : sensors) acked += sensor->acknowledged();
   std::uint64_t stored = 0;
   if (auto rows = CheckStoredRows((*fleet)->dir() / "fleet.db", sensors, stored); !rows.ok()) {
     return fail(Error{"FAILED: the fleet acknowledged " + std::to_string(acked) +
@@ -1503,7 +1513,7 @@ int Run(const Options& options) {
   spdlog::info(
       "checked: the fleet stored exactly the {} events it acknowledged ({} rows), "
       "and lists sensor {}'s {} events in order",
-      acked, stored, sensors.front()->id, sensors.front()->acked);
+      acked, stored, sensors.front()->id, sensors.front()->acknowledged());
   if (auto stopped = (*fleet)->Stop(); !stopped.ok()) return fail(stopped.error());
   return 0;
 }
