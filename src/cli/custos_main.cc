@@ -26,6 +26,13 @@ std::string Text(const nlohmann::json& value) {
 
 void PrintStatus(const nlohmann::json& status) {
   std::printf("sensor %s\n", status.value("sensor", "?").c_str());
+  if (status.contains("storage")) {
+    const auto& storage = status["storage"];
+    std::printf("data root: %s (data key version %s)\n", Text(storage["state"]).c_str(),
+                Text(storage["key_version"]).c_str());
+    if (!storage.value("last_error", "").empty())
+      std::printf("  last error: %s\n", Text(storage["last_error"]).c_str());
+  }
   std::printf("%-16s %-8s %-8s %7s %8s %9s %10s %9s %9s\n", "INSTRUMENT", "STATE", "NETWORK", "PID",
               "RESTARTS", "LAST EXIT", "MEMORY MB", "LIMIT MB", "BUS DROPS");
   for (const auto& instrument : status.value("instruments", nlohmann::json::array())) {

@@ -276,6 +276,17 @@ int RunRevoke(const Arguments& arguments) {
   });
 }
 
+int RunRekey(const Arguments& arguments) {
+  auto reply = Request(arguments.connection, "POST",
+                       "/v1/sensors/" + Encode(arguments.sensor_id) + "/rekey");
+  return Show(arguments.connection, reply, [&arguments](const json& body) {
+    std::printf(
+        "sensor %s: data key version %s ordered; the sensor re-encrypts its data under it at "
+        "its next start and confirms\n",
+        arguments.sensor_id.c_str(), Text(body["pending_version"]).c_str());
+  });
+}
+
 // Sets `run` to call `work` with the parsed arguments when `command` is picked.
 void OnPick(CLI::App* command, std::function<int()>& run,
             const std::shared_ptr<Arguments>& arguments, int (*work)(const Arguments&)) {
@@ -348,6 +359,12 @@ void AddFleetCommands(CLI::App& app, CLI::App& sensor, std::function<int()>& run
   revoke->add_option("id", a.sensor_id, "sensor id")->required();
   AddConnection(revoke, a.connection);
   OnPick(revoke, run, arguments, RunRevoke);
+
+  auto* rekey = sensor.add_subcommand(
+      "rekey", "order a new data key for a sensor; it re-encrypts its data at its next start");
+  rekey->add_option("id", a.sensor_id, "sensor id")->required();
+  AddConnection(rekey, a.connection);
+  OnPick(rekey, run, arguments, RunRekey);
 }
 
 }  // namespace custos::cli

@@ -129,6 +129,10 @@ ApiReply ApiRoutes::Handle(const ApiRequest& request) {
       if (method != "POST") return MethodNotAllowed(method, "POST");
       return Revoke(id, request);
     }
+    if (path[3] == "rekey") {
+      if (method != "POST") return MethodNotAllowed(method, "POST");
+      return Rekey(id, request);
+    }
   }
   if (path == Path{"v1", "events"}) {
     if (method != "GET") return MethodNotAllowed(method, "GET");
@@ -237,6 +241,22 @@ ApiReply ApiRoutes::PutDesiredState(const std::string& id, const ApiRequest& req
   }
   return JsonReply(200,
                    {{"sensor_id", id}, {"version", changed->version}, {"pushed", changed->pushed}});
+}
+
+ApiReply ApiRoutes::Rekey(const std::string& id, const ApiRequest& request) {
+  if (auto problem = CheckJsonBody(request)) return ProblemReply(*problem);
+  auto empty = ParseEmptyRequest(request.body);
+  if (!empty.ok()) return ProblemReply(empty.problem());
+  if (core_.keys == nullptr) return ProblemReply(Internal("this fleet hands out no data keys"));
+  auto sensor = core_.store->GetSensor(id);
+  if (!sensor.ok()) return ProblemReply(Internal(sensor.error().message));
+  if (!sensor->has_value()) return ProblemReply(NotFound("no sensor " + id));
+  if ((*sensor)->revoked_at) {
+    return ProblemReply(Problem{409, "sensor-revoked", "sensor " + id + " is revoked"});
+  }
+  auto version = core_.keys->OrderRekey(id);
+  if (!version.ok()) return ProblemReply(Internal(version.error().message));
+  return JsonReply(200, {{"sensor_id", id}, {"pending_version", *version}});
 }
 
 ApiReply ApiRoutes::Revoke(const std::string& id, const ApiRequest& request) {

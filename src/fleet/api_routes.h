@@ -46,6 +46,7 @@ class ApiRoutes {
   ApiReply PutDesiredState(const std::string& id, const ApiRequest& request);
   ApiReply GetDesiredState(const std::string& id);
   ApiReply Revoke(const std::string& id, const ApiRequest& request);
+  ApiReply Rekey(const std::string& id, const ApiRequest& request);
   ApiReply Events(const RequestTarget& target);
   ApiReply CreateToken(const ApiRequest& request);
   ApiReply ListTokens();

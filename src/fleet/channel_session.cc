@@ -1,5 +1,8 @@
 #include "fleet/channel_session.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
@@ -7,6 +10,7 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -36,6 +40,17 @@ constexpr auto kHeartbeatPersistInterval = std::chrono::seconds(30);
 // The protocol allows 4 unacknowledged batches; more is a broken sensor.
 constexpr std::size_t kMaxQueuedBatches = 8;
 constexpr char kChannelPath[] = "/v1/channel";
+// A sensor fetches its data key here at boot, and confirms a re-key.
+constexpr char kDataKeyPath[] = "/v1/data-key";
+constexpr char kDataKeyConfirmPath[] = "/v1/data-key/confirm?version=";
+
+std::string Base64(const KeyBytes& key) {
+  std::string text(4 * ((KeyBytes::size() + 2) / 3) + 1, '\0');
+  int length = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(text.data()), key.data(),
+                               static_cast<int>(KeyBytes::size()));
+  text.resize(static_cast<std::size_t>(length));
+  return text;
+}
 
 class ChannelSession : public ChannelLink, public std::enable_shared_from_this<ChannelSession> {
  public:
@@ -103,6 +118,7 @@ class ChannelSession : public ChannelLink, public std::enable_shared_from_this<C
       return;
     }
     const auto& request = upgrade_.get();
+    if (request.target().starts_with(kDataKeyPath)) return ServeDataKey();
     if (request.target() != kChannelPath) {
       return RefuseUpgrade(Problem{404, "not-found", "the channel is at /v1/channel"});
     }
@@ -116,6 +132,70 @@ class ChannelSession : public ChannelLink, public std::enable_shared_from_this<C
         self->Accept();
       });
     });
+  }
+
+  // The data key (GET /v1/data-key) or a re-key's confirmation (POST
+  // /v1/data-key/confirm?version=N), for this certificate's sensor only.
+  void ServeDataKey() {
+    asio::post(blocking_, [self = shared_from_this()] {
+      auto reply = std::make_shared<std::pair<int, std::string>>(self->DataKeyReply());
+      asio::post(self->ws_.get_executor(), [self, reply] {
+        if (reply->first != 200) {
+          return self->RefuseUpgrade(Problem{reply->first, "data-key", reply->second});
+        }
+        auto response = std::make_shared<http::response<http::string_body>>(
+            http::status::ok, self->upgrade_.get().version());
+        response->set(http::field::content_type, "application/json");
+        response->set(http::field::cache_control, "no-store");
+        response->body() = std::move(reply->second);
+        response->keep_alive(false);
+        response->prepare_payload();
+        beast::get_lowest_layer(self->ws_).expires_after(kHandshakeTimeout);
+        http::async_write(self->ws_.next_layer(), *response,
+                          [self, response](beast::error_code, std::size_t) {
+                            OPENSSL_cleanse(response->body().data(), response->body().size());
+                            self->CloseSocket();
+                          });
+      });
+    });
+  }
+
+  // On the blocking pool: status and body (or the refusal's detail).
+  std::pair<int, std::string> DataKeyReply() {
+    if (auto refusal = Admit(); !refusal.empty()) return {403, refusal};
+    if (core_.keys == nullptr) return {503, "this fleet hands out no data keys"};
+    const auto& request = upgrade_.get();
+    std::string_view target(request.target().data(), request.target().size());
+    if (request.method() == http::verb::get && target == kDataKeyPath) {
+      auto keys = core_.keys->KeysFor(peer_.sensor_id);
+      if (!keys.ok()) return {403, keys.error().message};
+      nlohmann::json body = {{"key", Base64(keys->current)}, {"version", keys->version}};
+      if (keys->pending) {
+        body["pending"] = {{"key", Base64(*keys->pending)}, {"version", keys->pending_version}};
+      }
+      spdlog::info("channel {}: data key version {} handed to sensor {}", remote_, keys->version,
+                   peer_.sensor_id);
+      std::string text = body.dump();
+      OPENSSL_cleanse(body["key"].get_ref<std::string&>().data(),
+                      body["key"].get_ref<std::string&>().size());
+      return {200, std::move(text)};
+    }
+    if (request.method() == http::verb::post && target.starts_with(kDataKeyConfirmPath)) {
+      std::int64_t version = 0;
+      try {
+        version = std::stoll(std::string(target.substr(std::strlen(kDataKeyConfirmPath))));
+      } catch (const std::exception&) {
+        return {400, "version must be a number"};
+      }
+      auto confirmed = core_.keys->ConfirmRekey(peer_.sensor_id, version);
+      if (!confirmed.ok()) return {500, confirmed.error().message};
+      if (!*confirmed)
+        return {409, "data key version " + std::to_string(version) + " is not pending"};
+      spdlog::info("channel {}: sensor {} re-keyed to data key version {}", remote_,
+                   peer_.sensor_id, version);
+      return {200, nlohmann::json({{"version", version}}).dump()};
+    }
+    return {404, "no such data key request"};
   }
 
   // On the blocking pool. The reason the sensor is refused, or "".

@@ -176,6 +176,34 @@ Result<std::string> DataKeyService::NewWrappedKey(std::string_view sensor_id) co
   return WrapDataKey(master_, *key, sensor_id);
 }
 
+Result<SensorDataKeys> DataKeyService::KeysFor(std::string_view sensor_id) const {
+  auto current = KeyFor(sensor_id);
+  if (!current.ok()) return current.error();
+  std::string where = "data key of ";
+  where += sensor_id;
+  auto versions = store_.DataKeyVersionsOf(sensor_id);
+  if (!versions.ok()) return Context(where, versions.error());
+  if (!versions->has_value()) return Context(where, Error{"unknown or revoked sensor"});
+  SensorDataKeys keys{*current, (*versions)->version, std::nullopt, 0};
+  if ((*versions)->pending_wrapped) {
+    auto pending = UnwrapDataKey(master_, *(*versions)->pending_wrapped, sensor_id);
+    if (!pending.ok()) return Context(where, pending.error());
+    keys.pending = *pending;
+    keys.pending_version = (*versions)->pending_version;
+  }
+  return keys;
+}
+
+Result<std::int64_t> DataKeyService::OrderRekey(std::string_view sensor_id) const {
+  auto wrapped = NewWrappedKey(sensor_id);
+  if (!wrapped.ok()) return wrapped.error();
+  return store_.SetPendingDataKey(sensor_id, *wrapped);
+}
+
+Result<bool> DataKeyService::ConfirmRekey(std::string_view sensor_id, std::int64_t version) const {
+  return store_.PromotePendingDataKey(sensor_id, version);
+}
+
 Result<KeyBytes> DataKeyService::KeyFor(std::string_view sensor_id) const {
   std::string where = "data key of ";
   where += sensor_id;

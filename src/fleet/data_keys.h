@@ -10,6 +10,7 @@
 #include <array>
 #include <cstddef>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -51,6 +52,13 @@ Result<std::string> WrapDataKey(const KeyBytes& master, const KeyBytes& data_key
 Result<KeyBytes> UnwrapDataKey(const KeyBytes& master, std::string_view wrapped,
                                std::string_view sensor_id);
 
+struct SensorDataKeys {
+  KeyBytes current;
+  std::int64_t version = 1;
+  std::optional<KeyBytes> pending;  // the sensor must re-key to this one
+  std::int64_t pending_version = 0;
+};
+
 class DataKeyService {
  public:
   DataKeyService(FleetStore& store, KeyBytes master) : store_(store), master_(master) {}
@@ -60,6 +68,14 @@ class DataKeyService {
   // The sensor's key, for the channel to send it (issue 6). Refused for a
   // revoked or unknown sensor.
   Result<KeyBytes> KeyFor(std::string_view sensor_id) const;
+  // The current key with its version, and the pending one if a re-key was
+  // ordered. Refused for a revoked or unknown sensor.
+  Result<SensorDataKeys> KeysFor(std::string_view sensor_id) const;
+  // Orders a re-key: a fresh pending key; returns its version.
+  Result<std::int64_t> OrderRekey(std::string_view sensor_id) const;
+  // The sensor re-encrypted under `version`: it becomes current. False when
+  // that version is not pending.
+  Result<bool> ConfirmRekey(std::string_view sensor_id, std::int64_t version) const;
 
  private:
   FleetStore& store_;

@@ -129,6 +129,12 @@ struct EventPage {
   std::int64_t next_after_id = 0;  // the cursor for the next page; 0 if none
 };
 
+struct DataKeyVersions {
+  std::int64_t version = 1;
+  std::optional<std::string> pending_wrapped;
+  std::int64_t pending_version = 0;
+};
+
 class FleetStore {
  public:
   virtual ~FleetStore() = default;
@@ -155,6 +161,15 @@ class FleetStore {
   // The wrapped data key given at enrollment; nullopt for an unknown or
   // revoked sensor, or one enrolled without a key.
   virtual Result<std::optional<std::string>> WrappedDataKey(std::string_view id) = 0;
+  // Re-keying: the current key's version (1 at enrollment), and a pending
+  // key the sensor re-encrypts under and then confirms. nullopt for an
+  // unknown or revoked sensor.
+  virtual Result<std::optional<DataKeyVersions>> DataKeyVersionsOf(std::string_view id) = 0;
+  // Stores `wrapped` as the pending key, version current + 1 (replacing an
+  // unconfirmed one); returns that version.
+  virtual Result<std::int64_t> SetPendingDataKey(std::string_view id, std::string_view wrapped) = 0;
+  // Makes the pending key of `version` current; false when there is none.
+  virtual Result<bool> PromotePendingDataKey(std::string_view id, std::int64_t version) = 0;
 
   // Desired state: each Set bumps the version; the sensor reports back
   // which version it applied and the outcome.

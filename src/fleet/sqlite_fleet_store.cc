@@ -84,6 +84,11 @@ CREATE INDEX events_by_type ON events(event_type, event_time);
 ALTER TABLE sensors ADD COLUMN name TEXT NOT NULL DEFAULT '';
 ALTER TABLE sensors ADD COLUMN wrapped_data_key TEXT;
 )sql",
+    R"sql(
+ALTER TABLE sensors ADD COLUMN data_key_version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE sensors ADD COLUMN pending_data_key TEXT;
+ALTER TABLE sensors ADD COLUMN pending_data_key_version INTEGER;
+)sql",
 };
 
 std::int64_t Micros(TimePoint time) {
@@ -143,6 +148,9 @@ class SqliteFleetStore final : public FleetStore {
   Status RevokeSensor(std::string_view id) override;
   Result<std::vector<RevokedSerial>> RevokedSerials() override;
   Result<std::optional<std::string>> WrappedDataKey(std::string_view id) override;
+  Result<std::optional<DataKeyVersions>> DataKeyVersionsOf(std::string_view id) override;
+  Result<std::int64_t> SetPendingDataKey(std::string_view id, std::string_view wrapped) override;
+  Result<bool> PromotePendingDataKey(std::string_view id, std::int64_t version) override;
   Result<std::int64_t> SetDesiredState(std::string_view id, std::string_view document) override;
   Result<DesiredState> GetDesiredState(std::string_view id) override;
   Status RecordAppliedState(std::string_view id, std::int64_t version,
@@ -166,7 +174,8 @@ class SqliteFleetStore final : public FleetStore {
   Statement insert_token_, consume_token_, insert_sensor_, select_sensor_, list_sensors_,
       list_all_sensors_, sensor_revoked_, heartbeat_, revoke_sensor_, insert_revoked_,
       select_revoked_, upsert_desired_, select_desired_, record_applied_, insert_event_,
-      touch_sensor_, highest_seq_, token_tenant_, list_tokens_, data_key_;
+      touch_sensor_, highest_seq_, token_tenant_, list_tokens_, data_key_, key_versions_,
+      set_pending_key_, promote_key_;
   std::map<std::string, Statement> queries_;  // QueryEvents, by filter shape
 };
 
@@ -192,6 +201,16 @@ Status SqliteFleetStore::Prepare() {
        "SELECT token_sha256, tenant, created_at, expires_at, used_at, used_by "
        "FROM enrollment_tokens ORDER BY created_at, token_sha256"},
       {&data_key_, "SELECT wrapped_data_key FROM sensors WHERE id = ?1 AND revoked_at IS NULL"},
+      {&key_versions_,
+       "SELECT data_key_version, pending_data_key, pending_data_key_version FROM sensors "
+       "WHERE id = ?1 AND revoked_at IS NULL"},
+      {&set_pending_key_,
+       "UPDATE sensors SET pending_data_key = ?2, pending_data_key_version = data_key_version + 1 "
+       "WHERE id = ?1 AND revoked_at IS NULL RETURNING pending_data_key_version"},
+      {&promote_key_,
+       "UPDATE sensors SET wrapped_data_key = pending_data_key, data_key_version = ?2, "
+       "pending_data_key = NULL, pending_data_key_version = NULL "
+       "WHERE id = ?1 AND revoked_at IS NULL AND pending_data_key_version = ?2 RETURNING id"},
       {&select_sensor_, select_sensor + " WHERE id = ?1"},
       {&list_sensors_, select_sensor + " WHERE tenant = ?1 ORDER BY id"},
       {&list_all_sensors_, select_sensor + " ORDER BY id"},
@@ -405,6 +424,50 @@ Result<std::optional<std::string>> SqliteFleetStore::WrappedDataKey(std::string_
   if (!row) return Failed("WrappedDataKey", id, row.error());
   if (!*row || rows.IsNull(0)) return std::optional<std::string>();
   return std::optional<std::string>(rows.Text(0));
+}
+
+Result<std::optional<DataKeyVersions>> SqliteFleetStore::DataKeyVersionsOf(std::string_view id) {
+  std::lock_guard lock(mutex_);
+  auto rows = key_versions_.Bind({id});
+  auto row = rows.Next();
+  if (!row) return Failed("DataKeyVersionsOf", id, row.error());
+  if (!*row) return std::optional<DataKeyVersions>();
+  DataKeyVersions versions;
+  versions.version = rows.Int(0);
+  if (!rows.IsNull(1)) {
+    versions.pending_wrapped = rows.Text(1);
+    versions.pending_version = rows.Int(2);
+  }
+  return std::optional<DataKeyVersions>(versions);
+}
+
+Result<std::int64_t> SqliteFleetStore::SetPendingDataKey(std::string_view id,
+                                                         std::string_view wrapped) {
+  std::lock_guard lock(mutex_);
+  auto rows = set_pending_key_.Bind({id, wrapped});
+  auto row = rows.Next();
+  if (!row) return Failed("SetPendingDataKey", id, row.error());
+  if (!*row) return Failed("SetPendingDataKey", id, Error{"unknown or revoked sensor"});
+  std::int64_t version = rows.Int(0);
+  while (true) {
+    auto more = rows.Next();
+    if (!more) return Failed("SetPendingDataKey", id, more.error());
+    if (!*more) break;
+  }
+  return version;
+}
+
+Result<bool> SqliteFleetStore::PromotePendingDataKey(std::string_view id, std::int64_t version) {
+  std::lock_guard lock(mutex_);
+  auto rows = promote_key_.Bind({id, version});
+  auto row = rows.Next();
+  if (!row) return Failed("PromotePendingDataKey", id, row.error());
+  bool promoted = *row;
+  while (*row) {
+    row = rows.Next();
+    if (!row) return Failed("PromotePendingDataKey", id, row.error());
+  }
+  return promoted;
 }
 
 Result<std::int64_t> SqliteFleetStore::SetDesiredState(std::string_view id,

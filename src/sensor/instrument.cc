@@ -248,6 +248,9 @@ Status Instrument::Start() {
   if (running()) return Error{config_.name + " is already running"};
   auto host_uid = platform_.uid_slots.HostUidFor(config_.name);
   if (!host_uid) return host_uid.error();
+  if (platform_.storage_locked) {
+    return Error{"the data root is locked, waiting for the fleet's data key"};
+  }
   if (platform_.store != nullptr) {
     // Its own fscrypt key, derived from the data key: the directory is
     // readable only while the instrument runs.

@@ -302,7 +302,8 @@ Status ParsePolicy(const YamlField& policy, SensorConfig& config) {
 // After `sensor:`, whose data_root gives the spool's default place.
 Status ParseFleet(const YamlField& section, SensorConfig& config) {
   if (!section.present()) return {};
-  CUSTOS_TRY(section.OnlyKeys({"identity", "spool_dir", "spool_max_bytes", "heartbeat_seconds"}));
+  CUSTOS_TRY(section.OnlyKeys({"identity", "spool_dir", "spool_max_bytes", "heartbeat_seconds",
+                               "data_volume", "data_volume_size"}));
   FleetConfig fleet;
   fleet.spool_dir = config.data_root + "/spool";
   for (auto [key, target] :
@@ -328,6 +329,24 @@ Status ParseFleet(const YamlField& section, SensorConfig& config) {
   if (!heartbeat) return heartbeat.error();
   if (*heartbeat < 1) return section.Child("heartbeat_seconds").Fail("must be at least 1");
   fleet.heartbeat = std::chrono::seconds(*heartbeat);
+  auto volume = section.Child("data_volume").StringOr("");
+  if (!volume) return volume.error();
+  if (!volume->empty()) {
+    if (!fs::path(*volume).is_absolute())
+      return section.Child("data_volume").Fail("must be an absolute path");
+    auto inside = fs::path(*volume).lexically_normal().lexically_relative(config.data_root);
+    if (!inside.empty() && *inside.begin() != "..")
+      return section.Child("data_volume").Fail("must not be inside data_root, where it is mounted");
+    fleet.data_volume = fs::path(*volume).lexically_normal().string();
+    // The spool must be the encrypted one, inside the volume.
+    if (fleet.spool_dir != (fs::path(config.data_root) / "spool").lexically_normal().string())
+      return section.Child("spool_dir").Fail("must be <data_root>/spool with a data_volume");
+  }
+  auto volume_bytes = section.Child("data_volume_size").Size(fleet.data_volume_bytes);
+  if (!volume_bytes) return volume_bytes.error();
+  if (*volume_bytes < (64ull << 20))
+    return section.Child("data_volume_size").Fail("must be at least 64M");
+  fleet.data_volume_bytes = *volume_bytes;
   config.fleet = fleet;
   return {};
 }

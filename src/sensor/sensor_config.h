@@ -80,6 +80,11 @@ struct FleetConfig {
   std::string spool_dir;                              // empty: <data_root>/spool
   std::uint64_t spool_max_bytes = 256ull << 20;
   std::chrono::seconds heartbeat{5};
+  // The encrypted data root: an image file or a block device with an ext4
+  // that sensord mounts at data_root once the fleet's data key unlocks it.
+  // Empty: data_root is an ordinary folder.
+  std::string data_volume;
+  std::uint64_t data_volume_bytes = 1ull << 30;  // size of an image made on first start
 
   bool operator==(const FleetConfig&) const = default;
 };

@@ -69,6 +69,9 @@ struct SensorPlatform {
   // The encrypted data root, once the fleet's data key opened it; null when
   // the sensor has no encrypted volume. Owned by sensord's main.
   storage::EncryptedStore* store = nullptr;
+  // True while the sensor has an encrypted data root that is not open yet:
+  // no instrument may start and write to the bare mountpoint.
+  bool storage_locked = false;
   // Which instrument holds each cursor slot of the engine's ring ("" = free).
   std::array<std::string, capture::kRingConsumers> ring_slots;
 };

@@ -8,11 +8,13 @@
 
 #include "common/log.h"
 #include "sensor/admin_server.h"
+#include "sensor/data_unlock.h"
 #include "sensor/event_loop.h"
 #include "sensor/fleet_link.h"
 #include "sensor/fleet_state.h"
 #include "sensor/sensor_config.h"
 #include "sensor/supervisor.h"
+#include "storage/process_hardening.h"
 
 namespace custos {
 namespace {
@@ -39,6 +41,10 @@ Status Apply(Supervisor& supervisor, FleetSide& fleet, const SensorConfig& confi
 }
 
 Status Reload(Supervisor& supervisor, FleetSide& fleet, const std::string& config_path) {
+  if (supervisor.platform().storage_locked) {
+    return Error{
+        "the data root is locked, waiting for the fleet's data key; nothing to reload yet"};
+  }
   // The fleet's desired state, if one was applied, still replaces the
   // file's policy and instruments.
   auto config = sensor::LoadEffectiveConfig(config_path);
@@ -58,7 +64,7 @@ Status Reload(Supervisor& supervisor, FleetSide& fleet, const std::string& confi
 }
 
 nlohmann::json Handle(Supervisor& supervisor, FleetSide& fleet, const std::string& config_path,
-                      const nlohmann::json& request) {
+                      const sensor::DataUnlocker* unlocker, const nlohmann::json& request) {
   std::string command = request.value("command", "");
   std::string name = request.contains("instrument") && request["instrument"].is_string()
                          ? request["instrument"].get<std::string>()
@@ -71,6 +77,7 @@ nlohmann::json Handle(Supervisor& supervisor, FleetSide& fleet, const std::strin
     } else if (fleet.config) {
       reply["uplink"] = {{"enabled", false}, {"last_error", fleet.off_reason}};
     }
+    if (unlocker != nullptr) reply["storage"] = unlocker->StatusJson();
     return reply;
   }
   if (command == "reload") return Reply(Reload(supervisor, fleet, config_path));
@@ -121,19 +128,30 @@ int Main(int argc, char** argv) {
     std::cerr << "custos-sensord: " << loop.error().message << "\n";
     return 1;
   }
+  // With an encrypted data root, the key must stay out of core dumps.
+  bool encrypted = config.fleet && !config.fleet->data_volume.empty();
+  if (encrypted) {
+    if (auto hardened = storage::HardenProcess(); !hardened) {
+      spdlog::critical("{}", hardened.error().message);
+      return 1;
+    }
+  }
   FleetSide fleet{config.fleet, nullptr, ""};
   fleet.link =
       sensor::FleetLink::Create(config, config_path, effective->state_version, &fleet.off_reason);
   Supervisor supervisor(**loop, config);
+  supervisor.platform().storage_locked = encrypted;
   if (fleet.link) supervisor.SetEventTap(fleet.link->Tap());
   if (auto prepared = supervisor.Prepare(); !prepared) {
     spdlog::critical("{}", prepared.error().message);
     supervisor.Shutdown();
     return 1;
   }
+  std::unique_ptr<sensor::DataUnlocker> unlocker;
+  std::unique_ptr<storage::EncryptedStore> store;
   AdminServer admin(**loop, supervisor.platform().AdminSocket(),
                     [&](const nlohmann::json& request) {
-                      return Handle(supervisor, fleet, config_path, request);
+                      return Handle(supervisor, fleet, config_path, unlocker.get(), request);
                     });
   if (auto listening = admin.Listen(); !listening) {
     spdlog::critical("{}", listening.error().message);
@@ -144,38 +162,72 @@ int Main(int argc, char** argv) {
   (*loop)->OnSignal(SIGHUP, [&] { (void)Reload(supervisor, fleet, config_path); });
   (*loop)->OnSignal(SIGTERM, [&] { (*loop)->Quit(); });
   (*loop)->OnSignal(SIGINT, [&] { (*loop)->Quit(); });
-  if (auto applied = supervisor.Apply(config); !applied) {
-    spdlog::critical("{}", applied.error().message);
+  // Instruments and the uplink start once their storage can be written.
+  auto run = [&]() -> bool {
+    if (store) {
+      auto spool = store->UnlockSpool();
+      if (!spool) {
+        spdlog::critical("cannot unlock the uplink's spool: {}", spool.error().message);
+        return false;
+      }
+    }
+    if (auto applied = supervisor.Apply(config); !applied) {
+      spdlog::critical("{}", applied.error().message);
+      return false;
+    }
+    if (fleet.link) {
+      sensor::FleetLink::Actions actions;
+      actions.apply = [&](const SensorConfig& wanted) {
+        auto applied = Apply(supervisor, fleet, wanted);
+        if (applied) {
+          spdlog::info("desired state from the fleet applied");
+        } else {
+          spdlog::error("desired state from the fleet refused, instruments left as they were: {}",
+                        applied.error().message);
+        }
+        return applied;
+      };
+      actions.status = [&] { return supervisor.StatusJson(); };
+      actions.restart = [&](const std::string& name) { return supervisor.RestartInstrument(name); };
+      if (auto started = fleet.link->Start(**loop, std::move(actions)); !started) {
+        spdlog::error("uplink off: {}", started.error().message);
+        fleet.off_reason = started.error().message;
+        fleet.link.reset();
+      }
+    }
+    return true;
+  };
+  if (encrypted) {
+    spdlog::info("data root {} locked, waiting for the fleet's data key", config.data_root);
+    unlocker = std::make_unique<sensor::DataUnlocker>(
+        *config.fleet, config.data_root, **loop,
+        [&](std::unique_ptr<storage::EncryptedStore> opened) {
+          store = std::move(opened);
+          supervisor.platform().store = store.get();
+          supervisor.platform().storage_locked = false;
+          spdlog::info("data root unlocked with the fleet's data key");
+          if (!run()) (*loop)->Quit();
+        });
+    unlocker->Start();
+  } else if (!run()) {
     supervisor.Shutdown();
     return 1;
-  }
-  if (fleet.link) {
-    sensor::FleetLink::Actions actions;
-    actions.apply = [&](const SensorConfig& wanted) {
-      auto applied = Apply(supervisor, fleet, wanted);
-      if (applied) {
-        spdlog::info("desired state from the fleet applied");
-      } else {
-        spdlog::error("desired state from the fleet refused, instruments left as they were: {}",
-                      applied.error().message);
-      }
-      return applied;
-    };
-    actions.status = [&] { return supervisor.StatusJson(); };
-    actions.restart = [&](const std::string& name) { return supervisor.RestartInstrument(name); };
-    if (auto started = fleet.link->Start(**loop, std::move(actions)); !started) {
-      spdlog::error("uplink off: {}", started.error().message);
-      fleet.off_reason = started.error().message;
-      fleet.link.reset();
-    }
   }
   spdlog::info("sensor {} running {} instruments; admin socket {}", config.name,
                config.instruments.size(), supervisor.platform().AdminSocket());
   (*loop)->Run();
   spdlog::info("shutting down");
+  unlocker.reset();
   supervisor.Shutdown();
   // After the instruments: the last events they published reach the spool.
   if (fleet.link) fleet.link->Stop();
+  if (store) {
+    // Keys out of the kernel, volume unmounted: the data is unreadable again.
+    supervisor.platform().store = nullptr;
+    if (auto closed = store->Close(); !closed) {
+      spdlog::error("data root: {}", closed.error().message);
+    }
+  }
   return 0;
 }
 

@@ -46,6 +46,8 @@ class Supervisor {
   nlohmann::json StatusJson() const;
   const EventJournal& journal() const { return journal_; }
   const SensorPlatform& platform() const { return platform_; }
+  // sensord's main sets the encrypted store on it once the data key arrives.
+  SensorPlatform& platform() { return platform_; }
 
  private:
   struct Entry {

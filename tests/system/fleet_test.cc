@@ -14,6 +14,7 @@
 #include "common/files.h"
 #include "common/process.h"
 #include "tests/system/fleet_harness.h"
+#include "tests/system/fleet_setup.h"
 #include "tests/system/nat_network.h"
 
 namespace custos::testing {
@@ -27,22 +28,6 @@ std::string Streamer(long count, long rate) {
          "\n    bus: {publish: [count]}\n    args: ['stream:count:" + std::to_string(count) + ":" +
          std::to_string(rate) + "', listen]\n";
 }
-
-// A sensor in the NAT's LAN, enrolled with `fleet`, forwarding topic `count`.
-struct FleetSetup {
-  explicit FleetSetup(const std::string& name, const std::string& instruments)
-      : sensor(name, instruments, "", "allowed_capabilities: []\nuplink: [count]"),
-        network(sensor.host()),
-        fleet(network.fleet(), NatNetwork::kFleetAddress) {
-    sensor.set_extra_sections("fleet:\n  identity: " + sensor.root() +
-                              "/identity\n  heartbeat_seconds: 1\n");
-    sensor.RewriteConfig(instruments);
-    fleet.Start();
-  }
-  SensorUnderTest sensor;
-  NatNetwork network;
-  FleetUnderTest fleet;
-};
 
 nlohmann::json Uplink(const SensorUnderTest& sensor) {
   return sensor.Status().value("uplink", nlohmann::json::object());

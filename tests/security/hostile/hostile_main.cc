@@ -13,6 +13,7 @@
 //   hostile memhog                allocate and touch memory until killed
 //   hostile crash MS              segfault after MS milliseconds
 //   hostile idle                  write /data/marker and /tmp/marker, tick /data/ticks
+//   hostile markers TEXT          write /data/TEXT-file holding TEXT-content, then idle
 //   hostile ring                  (network mode ring) try to write the capture ring
 //                                 and to open sockets; then idle
 #include <arpa/inet.h>
@@ -457,6 +458,14 @@ int main(int argc, char** argv) {
     *static_cast<volatile int*>(nullptr) = 1;
   }
   if (mode == "idle") return Idle();
+  if (mode == "markers" && args.size() > 1) {
+    std::ofstream marker("/data/" + args[1] + "-file");
+    for (int i = 0; i < 100; ++i) marker << args[1] << "-content\n";
+    marker.close();
+    std::printf("MARKERS ready\n");
+    std::fflush(stdout);
+    return Idle();
+  }
   if (mode == "ring") {
     AttackRing();
     return Idle();
