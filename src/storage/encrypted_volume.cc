@@ -10,9 +10,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <utility>
 
 #include "common/files.h"
@@ -169,6 +171,16 @@ Status CleanUpImage(const std::string& image) {
     CUSTOS_TRY(UnmountAll(device));
     CUSTOS_TRY(DetachLoop(device));
   }
+  // The kernel lets go of a loop device once the unmounted filesystem has
+  // released it, which may be a moment after `losetup --detach` returned.
+  for (int wait = 0; !devices->empty() && wait < 100; ++wait) {
+    devices = LoopDevicesOf(image);
+    if (!devices) return devices.error();
+    if (devices->empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!devices->empty())
+    return Error{"volume " + image + ": " + devices->front() + " stays attached"};
   return {};
 }
 
