@@ -181,7 +181,8 @@ class Uplink::Impl : public std::enable_shared_from_this<Uplink::Impl> {
   // --- spool writer thread ---
 
   void WriteSpool() {
-    auto last_logged = std::chrono::steady_clock::time_point::min();
+    // No sentinel like time_point::min(): `now - min()` overflows.
+    std::optional<std::chrono::steady_clock::time_point> last_logged;
     while (auto events = feed_->Take()) {
       bool appended = false;
       for (const FeedEvent& event : *events) {
@@ -192,7 +193,7 @@ class Uplink::Impl : public std::enable_shared_from_this<Uplink::Impl> {
         }
         // The spool counts the refusal (dropped_full, rejected_too_large).
         auto now = std::chrono::steady_clock::now();
-        if (now - last_logged >= kRefusalLogInterval) {
+        if (!last_logged || now - *last_logged >= kRefusalLogInterval) {
           last_logged = now;
           spdlog::error("uplink: event of {} on {} not kept: {}", event.instrument, event.topic,
                         seq.error().message);
