@@ -1,6 +1,7 @@
 #include "crypto/certificate.h"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include <cctype>
@@ -165,6 +166,21 @@ Result<X509Ptr> IssueCertificate(const CertificateProfile& profile, X509* issuer
     return OpenSslError("cannot sign certificate");
   }
   return certificate;
+}
+
+Result<std::string> CertificateSha256Hex(X509* certificate) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (X509_digest(certificate, EVP_sha256(), digest, &length) != 1) {
+    return OpenSslError("cannot hash a certificate");
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) {
+    hex += kHex[digest[i] >> 4];
+    hex += kHex[digest[i] & 0xF];
+  }
+  return hex;
 }
 
 }  // namespace custos::crypto

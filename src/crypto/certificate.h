@@ -36,6 +36,10 @@ Result<X509Ptr> IssueCertificate(const CertificateProfile& profile, X509* issuer
 // 128 random bits from RAND_bytes, never zero.
 Result<Asn1IntegerPtr> RandomSerial();
 
+// Lower-case hex SHA-256 of the certificate's DER encoding (a fingerprint,
+// and the CA hash in an enrollment token).
+Result<std::string> CertificateSha256Hex(X509* certificate);
+
 // Hostname syntax check for subjectAltName dNSName (letters, digits, '-',
 // '.', at most 253 characters; a leading "*." wildcard label is allowed).
 bool IsValidDnsName(std::string_view name);

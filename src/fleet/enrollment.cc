@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include "common/log.h"
+#include "crypto/certificate.h"
 #include "crypto/csr.h"
 #include "crypto/openssl_util.h"
 
@@ -28,18 +29,7 @@ Result<std::string> NewSensorId() {
 }  // namespace
 
 Result<std::string> CertificateSha256(X509* certificate) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  if (X509_digest(certificate, EVP_sha256(), digest, &length) != 1) {
-    return crypto::OpenSslError("cannot hash a certificate");
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 0xF];
-  }
-  return hex;
+  return crypto::CertificateSha256Hex(certificate);
 }
 
 Result<std::string> CertificateSha256(std::string_view pem) {

@@ -10,6 +10,7 @@
 
 #include "common/files.h"
 #include "common/unique_fd.h"
+#include "crypto/certificate.h"
 #include "crypto/key_file.h"
 #include "crypto/verify.h"
 
@@ -181,18 +182,7 @@ Status CheckFleetIdentity(const FleetIdentity& identity) {
 }
 
 Result<std::string> CertificateSha256Hex(X509* certificate) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  if (X509_digest(certificate, EVP_sha256(), digest, &length) != 1) {
-    return crypto::OpenSslError("cannot hash the certificate");
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 0xF];
-  }
-  return hex;
+  return crypto::CertificateSha256Hex(certificate);
 }
 
 Status SyncDirectory(const fs::path& dir) {
