@@ -526,55 +526,16 @@ Status SqliteFleetStore::RecordAppliedState(std::string_view id, std::int64_t ve
 
 Result<StoreEventsResult> SqliteFleetStore::StoreEvents(std::string_view sensor_id,
                                                         const std::vector<IncomingEvent>& batch) {
-  auto fail = [&](const Error& error) { return Failed("StoreEvents", sensor_id, error); };
-  StoreEventsResult result;
-  // Parsed before taking the lock and the write transaction, which stay
-  // short this way.
-  std::vector<EventFields> fields;
-  fields.reserve(batch.size());
-  for (const IncomingEvent& event : batch) {
-    if (event.seq == 0 || event.seq > static_cast<std::uint64_t>(kMaxSeq)) {
-      return fail(Error{"seq " + std::to_string(event.seq) + " is out of range"});
-    }
-    result.acknowledge_seq = std::max(result.acknowledge_seq, event.seq);
-    fields.push_back(ExtractEventFields(event.body));
-  }
-  if (batch.empty()) return result;
-
-  std::lock_guard lock(mutex_);
-  auto transaction = WriteTransaction::Begin(db_);
-  if (!transaction) return fail(transaction.error());
-  // Checked inside the transaction, so no batch commits after a revocation.
-  auto state = SensorRevoked(sensor_id);
-  if (!state) return fail(state.error());
-  if (!state->has_value()) return fail(Error{"unknown sensor"});
-  if (**state) return fail(Error{"sensor is revoked"});
-  std::int64_t now = Micros(clock_());
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    std::int64_t event_time = fields[i].event_time ? Micros(*fields[i].event_time) : now;
-    auto inserted = insert_event_
-                        .Bind({sensor_id, static_cast<std::int64_t>(batch[i].seq), now, event_time,
-                               fields[i].event_type, fields[i].body})
-                        .Run();
-    if (!inserted) {
-      return fail(Context("seq " + std::to_string(batch[i].seq), inserted.error()));
-    }
-    if (db_.Changes() == 1) {
-      ++result.inserted;
-    } else {
-      ++result.duplicates;
-    }
-  }
-  if (auto touched = touch_sensor_.Bind({sensor_id, now}).Run(); !touched) {
-    return fail(touched.error());
-  }
-  if (auto committed = transaction->Commit(); !committed) return fail(committed.error());
-  return result;
+  // One batch through the group path, so both store events the same way.
+  auto outcomes = StoreEventBatches({SensorBatch{std::string(sensor_id), batch}});
+  if (!outcomes) return outcomes.error();
+  return std::move(outcomes->front());
 }
 
 Result<std::vector<Result<StoreEventsResult>>> SqliteFleetStore::StoreEventBatches(
     const std::vector<SensorBatch>& batches) {
-  // Checked and parsed before the lock, as in StoreEvents.
+  // Checked and parsed before the lock and the write transaction, which stay
+  // short this way.
   std::vector<Result<StoreEventsResult>> outcomes;
   std::vector<std::vector<EventFields>> fields(batches.size());
   outcomes.reserve(batches.size());
