@@ -81,10 +81,25 @@ Status Unmount(const std::string& mount_point, const std::string& device) {
   return ErrnoError("cannot unmount " + mount_point + " (" + device + ")");
 }
 
-Status DetachLoop(const std::string& device) {
+Status RequestLoopDetach(const std::string& device) {
   auto detached = RunChecked({"losetup", "--detach", device});
   if (!detached) return detached.error();
   return {};
+}
+
+// A loop device still opened by someone (udev probing it after the unmount,
+// say) is only marked for autoclear by `losetup --detach`; the kernel lets go
+// of the image when the last opener closes. Waiting for that keeps the next
+// attach of the same image from finding two loop devices.
+Status DetachLoop(const std::string& device) {
+  CUSTOS_TRY(RequestLoopDetach(device));
+  const std::string backing =
+      "/sys/block/" + fs::path(device).filename().string() + "/loop/backing_file";
+  for (int wait = 0; wait < 100; ++wait) {
+    if (::access(backing.c_str(), F_OK) != 0) return {};
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return Error{device + " stays attached 5 s after losetup --detach"};
 }
 
 // Mounts of `device` at any place, which for our own image's loop devices
@@ -171,16 +186,6 @@ Status CleanUpImage(const std::string& image) {
     CUSTOS_TRY(UnmountAll(device));
     CUSTOS_TRY(DetachLoop(device));
   }
-  // The kernel lets go of a loop device once the unmounted filesystem has
-  // released it, which may be a moment after `losetup --detach` returned.
-  for (int wait = 0; !devices->empty() && wait < 100; ++wait) {
-    devices = LoopDevicesOf(image);
-    if (!devices) return devices.error();
-    if (devices->empty()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  if (!devices->empty())
-    return Error{"volume " + image + ": " + devices->front() + " stays attached"};
   return {};
 }
 
@@ -281,7 +286,7 @@ void EncryptedVolume::ForceClose() {
   // The kernel finishes the unmount, and (autoclear) the loop detach, when
   // the last user lets go.
   if (mounted_ && ::umount2(mountpoint_.c_str(), MNT_DETACH) == 0) mounted_ = false;
-  if (owns_loop_ && DetachLoop(device_)) owns_loop_ = false;
+  if (owns_loop_ && RequestLoopDetach(device_)) owns_loop_ = false;
 }
 
 }  // namespace custos::storage
