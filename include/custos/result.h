@@ -31,6 +31,7 @@ class [[nodiscard]] Result {
   const T& operator*() const { return value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
+  T value_or(T fallback) const { return ok() ? value() : std::move(fallback); }
   const Error& error() const { return std::get<Error>(state_); }
 
  private:

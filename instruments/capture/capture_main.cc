@@ -97,7 +97,11 @@ class Engine {
         std::string name = "slot-" + std::to_string(slot);
         auto info =
             custos::ReadFile(std::string(kTapInfoDir) + "/ring-" + std::to_string(slot) + ".json");
-        if (info) name = nlohmann::json::parse(*info, nullptr, false).value("instrument", name);
+        if (info) {
+          auto read =
+              custos::ReadSetting(nlohmann::json::parse(*info, nullptr, false), "instrument", name);
+          if (read) name = *read;
+        }
         // The reader's own counts, from its cursor page.
         readers[name] = {{"slot", slot},
                          {"delivered", cursor.delivered.load(std::memory_order_relaxed)},
@@ -138,17 +142,39 @@ class Reporter {
   std::optional<custos::BusClient> bus_;
 };
 
-int Replay(Engine& engine, Reporter& reporter, const nlohmann::json& settings) {
-  std::string pcap = settings.value("pcap", "");
-  std::string trigger = settings.value("trigger", "");
-  long repeat = settings.value("repeat_seconds", 0L);
-  long loops = std::max(1L, settings.value("loops", 1L));
-  std::string pace = settings.value("pace", "fast");
-  if (pace != "fast" && pace != "original") {
-    std::printf("capture: setting pace must be \"fast\" or \"original\", not \"%s\"\n",
-                pace.c_str());
-    return 1;
-  }
+struct Settings {
+  std::string pcap;  // empty: capture live
+  std::string trigger;
+  long repeat_seconds = 0;
+  long loops = 1;
+  std::string pace = "fast";
+  std::uint64_t ring_slots = 16384;
+  std::uint32_t ring_slot_bytes = 2048;
+};
+
+custos::Result<Settings> ReadSettings(const nlohmann::json& json) {
+  using custos::ReadSettingInto;
+  Settings settings;
+  CUSTOS_TRY(ReadSettingInto(json, "pcap", settings.pcap));
+  CUSTOS_TRY(ReadSettingInto(json, "trigger", settings.trigger));
+  CUSTOS_TRY(ReadSettingInto(json, "repeat_seconds", settings.repeat_seconds));
+  CUSTOS_TRY(ReadSettingInto(json, "loops", settings.loops));
+  CUSTOS_TRY(ReadSettingInto(json, "pace", settings.pace));
+  CUSTOS_TRY(ReadSettingInto(json, "ring_slots", settings.ring_slots));
+  CUSTOS_TRY(ReadSettingInto(json, "ring_slot_bytes", settings.ring_slot_bytes));
+  if (settings.pace != "fast" && settings.pace != "original")
+    return custos::Error{"setting pace must be \"fast\" or \"original\", not \"" + settings.pace +
+                         "\""};
+  settings.loops = std::max(1L, settings.loops);
+  return settings;
+}
+
+int Replay(Engine& engine, Reporter& reporter, const Settings& settings) {
+  const std::string& pcap = settings.pcap;
+  const std::string& trigger = settings.trigger;
+  const long repeat = settings.repeat_seconds;
+  const long loops = settings.loops;
+  const bool original_pace = settings.pace == "original";
   while (!custos::StopRequested() && !trigger.empty() && !Exists(trigger)) {
     engine.RefreshTaps();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -170,7 +196,7 @@ int Replay(Engine& engine, Reporter& reporter, const nlohmann::json& settings) {
         auto next = source->Next(frame);
         if (!next) std::printf("capture: %s\n", next.error().message.c_str());
         if (!next || !*next) break;
-        if (pace == "original") {
+        if (original_pace) {
           // Each frame leaves as long after the first as it was recorded.
           if (!first_us) first_us = frame.timestamp_us;
           auto due = loop_start + std::chrono::microseconds(frame.timestamp_us >= *first_us
@@ -244,11 +270,14 @@ int Live(Engine& engine, Reporter& reporter, const std::string& interface) {
 int main() {
   custos::InstallStopHandlers();
   auto context = custos::InstrumentContext::Load();
-  nlohmann::json settings = context ? context->settings : nlohmann::json::object();
+  auto settings = ReadSettings(context ? context->settings : nlohmann::json::object());
+  if (!settings) {
+    std::printf("capture: %s\n", settings.error().message.c_str());
+    return 1;
+  }
   std::optional<RingWriter> ring;
-  auto slots = settings.value("ring_slots", 16384UL);
-  if (slots > 0) {
-    auto created = RingWriter::Create(slots, settings.value("ring_slot_bytes", 2048U));
+  if (settings->ring_slots > 0) {
+    auto created = RingWriter::Create(settings->ring_slots, settings->ring_slot_bytes);
     if (!created) {
       std::printf("capture: ring: %s\n", created.error().message.c_str());
       return 1;
@@ -257,7 +286,7 @@ int main() {
   }
   Engine engine(std::move(ring));
   Reporter reporter;
-  if (settings.contains("pcap")) return Replay(engine, reporter, settings);
+  if (!settings->pcap.empty()) return Replay(engine, reporter, *settings);
   const char* interface = std::getenv("CUSTOS_CAPTURE_INTERFACE");
   if (interface == nullptr) {
     std::printf(

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/files.h"
+#include "custos/instrument.h"
 
 namespace custos::capture {
 namespace {
@@ -44,8 +45,8 @@ void TapFanout::Open(const std::string& name, unsigned index) {
   if (auto text = ReadFile(info_dir_ + "/" + name + ".json")) {
     auto info = nlohmann::json::parse(*text, nullptr, false);
     if (info.is_object()) {
-      tap.instrument = info.value("instrument", name);
-      std::string expression = info.value("filter", "");
+      tap.instrument = ReadSetting(info, "instrument", name).value_or(name);
+      std::string expression = ReadSetting(info, "filter", std::string()).value_or("");
       if (!expression.empty()) {
         auto filter = BpfFilter::Compile(expression);
         if (!filter) {

@@ -82,7 +82,16 @@ custos::Result<std::optional<custos::flowmeter::IpfixOptions>> IpfixSettings(
 
 int Live(std::string interface) {
   auto context = custos::InstrumentContext::Load();
-  long idle = context ? context->settings.value("idle_timeout_seconds", 60L) : 60L;
+  long idle = 60;
+  if (context) {
+    auto read = custos::ReadSettingInto(context->settings, "idle_timeout_seconds", idle);
+    if (!read || idle <= 0) {
+      std::fprintf(
+          stderr, "flowmeter: %s\n",
+          read ? "setting idle_timeout_seconds must be more than 0" : read.error().message.c_str());
+      return 1;
+    }
+  }
   if (interface.empty() && context && context->network == "active") {
     auto found = ActiveInterface();
     if (!found) {

@@ -44,7 +44,13 @@ int main() {
   std::string dir = context.data_dir;
   long retention =
       context.retention.count() > 0 ? static_cast<long>(context.retention.count()) : 7 * 86400;
-  long interval = context.settings.value("interval_seconds", 10L);
+  long interval = 10;
+  auto read = custos::ReadSettingInto(context.settings, "interval_seconds", interval);
+  if (!read || interval <= 0) {
+    std::printf("heartbeat: %s\n", read ? "setting interval_seconds must be more than 0"
+                                        : read.error().message.c_str());
+    return 1;
+  }
   std::printf("heartbeat: writing to %s every %lds, keeping %lds\n", dir.c_str(), interval,
               retention);
   std::fflush(stdout);

@@ -81,7 +81,15 @@ int main() {
   custos::InstallStopHandlers();
   auto context = custos::InstrumentContext::Load();
   std::string dir = context ? context->data_dir : "/data";
-  long report_seconds = context ? context->settings.value("report_seconds", 5L) : 5L;
+  long report_seconds = 5;
+  if (context) {
+    auto read = custos::ReadSettingInto(context->settings, "report_seconds", report_seconds);
+    if (!read || report_seconds <= 0) {
+      std::printf("mirrorstat: %s\n", read ? "setting report_seconds must be more than 0"
+                                           : read.error().message.c_str());
+      return 1;
+    }
+  }
   int fd = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
   sockaddr_ll address{};
   address.sll_family = AF_PACKET;

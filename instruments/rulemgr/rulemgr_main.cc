@@ -22,7 +22,14 @@ int main() {
     return 1;
   }
   auto targets = context->settings.value("targets", nlohmann::json::object());
-  long retry = context->settings.value("retry_seconds", 1L);
+  long retry = 1;
+  auto read = custos::ReadSettingInto(context->settings, "retry_seconds", retry);
+  if (!read || retry <= 0 || !targets.is_object()) {
+    std::printf("rulemgr: %s\n", !read        ? read.error().message.c_str()
+                                 : retry <= 0 ? "setting retry_seconds must be more than 0"
+                                              : "setting targets must be an object");
+    return 1;
+  }
   std::map<std::string, bool> done;
   for (const auto& [name, config] : targets.items()) done[name] = false;
   std::optional<custos::BusClient> bus;
@@ -40,7 +47,7 @@ int main() {
         continue;
       }
       auto answer = nlohmann::json::parse(*reply, nullptr, false);
-      applied = answer.is_object() && answer.value("applied", false);
+      applied = custos::ReadSetting(answer, "applied", false).value_or(false);
       std::printf("rulemgr: configured %s: %s\n", name.c_str(), reply->c_str());
       if (applied) {
         auto event = custos::MakeEvent("ruleset");

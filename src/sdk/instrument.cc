@@ -16,6 +16,7 @@ Result<InstrumentContext> InstrumentContext::FromDocument(const std::string& jso
   context.network = document.value("network", "");
   context.retention = std::chrono::seconds(document.value("retention_seconds", 0LL));
   context.settings = document.value("settings", nlohmann::json::object());
+  if (!context.settings.is_object()) return Error{"settings must be a JSON object"};
   if (const char* data = std::getenv("CUSTOS_DATA")) context.data_dir = data;
   return context;
 }
