@@ -280,10 +280,11 @@ int RunRekey(const Arguments& arguments) {
   auto reply = Request(arguments.connection, "POST",
                        "/v1/sensors/" + Encode(arguments.sensor_id) + "/rekey");
   return Show(arguments.connection, reply, [&arguments](const json& body) {
-    std::printf(
-        "sensor %s: data key version %s ordered; the sensor re-encrypts its data under it at "
-        "its next start and confirms\n",
-        arguments.sensor_id.c_str(), Text(body["pending_version"]).c_str());
+    std::printf("sensor %s: data key version %s ordered; %s\n", arguments.sensor_id.c_str(),
+                Text(body["pending_version"]).c_str(),
+                body.value("sent", false)
+                    ? "the sensor restarts now, re-encrypts its data under it and confirms"
+                    : "the sensor is not connected: it re-encrypts when it next connects");
   });
 }
 
@@ -361,7 +362,7 @@ void AddFleetCommands(CLI::App& app, CLI::App& sensor, std::function<int()>& run
   OnPick(revoke, run, arguments, RunRevoke);
 
   auto* rekey = sensor.add_subcommand(
-      "rekey", "order a new data key for a sensor; it re-encrypts its data at its next start");
+      "rekey", "order a new data key for a sensor; it re-encrypts its data under it");
   rekey->add_option("id", a.sensor_id, "sensor id")->required();
   AddConnection(rekey, a.connection);
   OnPick(rekey, run, arguments, RunRekey);

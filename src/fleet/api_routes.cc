@@ -256,7 +256,11 @@ ApiReply ApiRoutes::Rekey(const std::string& id, const ApiRequest& request) {
   }
   auto version = core_.keys->OrderRekey(id);
   if (!version.ok()) return ProblemReply(Internal(version.error().message));
-  return JsonReply(200, {{"sensor_id", id}, {"pending_version", *version}});
+  // A connected sensor re-keys now; one that is away, when it next connects.
+  auto link = core_.registry->Find(id);
+  if (link) link->SendCommand("rekey");
+  return JsonReply(200,
+                   {{"sensor_id", id}, {"pending_version", *version}, {"sent", link != nullptr}});
 }
 
 ApiReply ApiRoutes::Revoke(const std::string& id, const ApiRequest& request) {

@@ -198,6 +198,10 @@ std::string DesiredStateMessage(std::uint64_t stream, std::int64_t version,
                {"config", std::string(config)}});
 }
 
+std::string CommandMessage(std::uint64_t stream, std::string_view command) {
+  return Dump({{"type", "command"}, {"stream", stream}, {"command", std::string(command)}});
+}
+
 std::string ErrorMessage(std::string_view detail) {
   return Dump({{"type", "error"}, {"detail", std::string(detail)}});
 }

@@ -68,6 +68,8 @@ std::string WelcomeMessage(std::string_view sensor_id, int heartbeat_seconds);
 std::string AckMessage(std::uint64_t batch, std::uint64_t up_to_seq);
 std::string DesiredStateMessage(std::uint64_t stream, std::int64_t version,
                                 std::string_view config);
+// {"type": "command", "stream", "command"}: the sensor answers with command_result.
+std::string CommandMessage(std::uint64_t stream, std::string_view command);
 std::string ErrorMessage(std::string_view detail);
 
 }  // namespace custos::fleet

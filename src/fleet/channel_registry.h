@@ -28,6 +28,8 @@ class ChannelLink {
   virtual void Disconnect(std::string reason) = 0;
   // Sends the desired state unless the sensor already has this version or newer.
   virtual void OfferDesiredState(std::int64_t version, std::string config) = 0;
+  // Sends a command without arguments ("rekey"), after the welcome.
+  virtual void SendCommand(std::string command) = 0;
 };
 
 struct LiveSensor {

@@ -15,6 +15,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "common/log.h"
 #include "crypto/tls.h"
@@ -79,6 +82,12 @@ class ChannelSession : public ChannelLink, public std::enable_shared_from_this<C
   void Disconnect(std::string reason) override {
     asio::post(ws_.get_executor(),
                [self = shared_from_this(), reason = std::move(reason)] { self->Close(reason); });
+  }
+
+  void SendCommand(std::string command) override {
+    asio::post(ws_.get_executor(), [self = shared_from_this(), command = std::move(command)] {
+      self->Command(command);
+    });
   }
 
   void OfferDesiredState(std::int64_t version, std::string config) override {
@@ -313,6 +322,7 @@ class ChannelSession : public ChannelLink, public std::enable_shared_from_this<C
       pending_offer_.reset();
       Offer(offer.first, std::move(offer.second));
     }
+    for (const auto& command : std::exchange(pending_commands_, {})) Command(command);
     asio::post(blocking_, [self = shared_from_this()] {
       auto state = self->core_.store->GetDesiredState(self->peer_.sensor_id);
       if (!state.ok()) {
@@ -322,6 +332,17 @@ class ChannelSession : public ChannelLink, public std::enable_shared_from_this<C
       if (state->version == 0) return;
       self->OfferDesiredState(state->version, DesiredConfigOf(*state));
     });
+    // A re-key ordered while the sensor was away is ordered again now.
+    if (core_.keys != nullptr) {
+      asio::post(blocking_, [self = shared_from_this()] {
+        auto versions = self->core_.store->DataKeyVersionsOf(self->peer_.sensor_id);
+        if (!versions.ok()) {
+          spdlog::error("channel {}: {}", self->peer_.sensor_id, versions.error().message);
+        } else if (versions->has_value() && (*versions)->pending_wrapped) {
+          self->SendCommand("rekey");
+        }
+      });
+    }
   }
 
   void Handle(HeartbeatMessage& heartbeat) {
@@ -406,6 +427,13 @@ class ChannelSession : public ChannelLink, public std::enable_shared_from_this<C
     Send(DesiredStateMessage(next_stream_++, version, config));
   }
 
+  void Command(const std::string& command) {
+    if (closing_) return;
+    if (!welcomed_) return pending_commands_.push_back(command);
+    spdlog::info("channel: sending command {} to sensor {}", command, peer_.sensor_id);
+    Send(CommandMessage(next_stream_++, command));
+  }
+
   // --- writing and closing ---------------------------------------------
 
   void Send(std::string message) {
@@ -481,6 +509,7 @@ class ChannelSession : public ChannelLink, public std::enable_shared_from_this<C
   http::request_parser<http::empty_body> upgrade_;
   std::deque<std::string> outbox_;
   std::optional<std::pair<std::int64_t, std::string>> pending_offer_;
+  std::vector<std::string> pending_commands_;  // sent after the welcome
   std::optional<std::chrono::steady_clock::time_point> last_persisted_;
   std::int64_t known_state_version_ = 0;
   std::uint64_t next_stream_ = 1;

@@ -108,6 +108,11 @@ json FleetLink::RunCommand(const json& command) {
     if (!restarted) return {{"ok", false}, {"output", {{"error", restarted.error().message}}}};
     return {{"ok", true}, {"output", json::object()}};
   }
+  if (verb == "rekey") {
+    Status started = actions_.rekey ? actions_.rekey() : Status(Error{"rekey is not available"});
+    if (!started) return {{"ok", false}, {"output", {{"error", started.error().message}}}};
+    return {{"ok", true}, {"output", {{"state", "re-keying"}}}};
+  }
   return {{"ok", false}, {"output", {{"error", "unknown command '" + verb + "'"}}}};
 }
 

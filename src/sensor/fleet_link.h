@@ -29,6 +29,9 @@ class FleetLink {
     std::function<Status(const SensorConfig&)> apply;  // the reload path
     std::function<nlohmann::json()> status;            // Supervisor::StatusJson
     std::function<Status(const std::string& instrument)> restart;
+    // The fleet ordered a re-key: re-encrypt the data root under the
+    // pending key. Returns once that is under way (or refused).
+    std::function<Status()> rekey;
   };
 
   // nullptr when `config` has no fleet: section, or when the identity is

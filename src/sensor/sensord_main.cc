@@ -1,9 +1,14 @@
 // custos-sensord: runs the sensor's instruments in containers as its
 // configuration says, until SIGTERM or SIGINT; SIGHUP re-reads the file.
+// A re-key ordered by the fleet shuts everything down and starts sensord
+// afresh (same pid, same arguments): the start re-encrypts the data root
+// under the pending key before any instrument runs.
 #include <signal.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <iostream>
 
 #include "common/log.h"
@@ -102,7 +107,7 @@ nlohmann::json Handle(Supervisor& supervisor, FleetSide& fleet, const std::strin
   return {{"ok", false}, {"error", "unknown command '" + command + "'"}};
 }
 
-int Main(int argc, char** argv) {
+int Main(int argc, char** argv, bool& start_again) {
   CLI::App app{"custos-sensord: runs a sensor's instruments in containers"};
   std::string config_path;
   bool verbose = false;
@@ -189,6 +194,15 @@ int Main(int argc, char** argv) {
       };
       actions.status = [&] { return supervisor.StatusJson(); };
       actions.restart = [&](const std::string& name) { return supervisor.RestartInstrument(name); };
+      actions.rekey = [&]() -> Status {
+        if (!store) return Error{"this sensor's data root is not encrypted"};
+        if (start_again) return Error{"a re-key is already under way"};
+        start_again = true;
+        spdlog::info("the fleet ordered a re-key: stopping, then starting again to re-encrypt");
+        // A moment for the command's answer to leave before the uplink stops.
+        (*loop)->After(std::chrono::milliseconds(500), [&] { (*loop)->Quit(); });
+        return {};
+      };
       if (auto started = fleet.link->Start(**loop, std::move(actions)); !started) {
         spdlog::error("uplink off: {}", started.error().message);
         fleet.off_reason = started.error().message;
@@ -234,4 +248,15 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace custos
 
-int main(int argc, char** argv) { return custos::Main(argc, argv); }
+int main(int argc, char** argv) {
+  bool start_again = false;
+  int code = custos::Main(argc, argv, start_again);
+  if (code != 0 || !start_again) return code;
+  // Every instrument is stopped, the keys are out of the kernel and the
+  // volume is unmounted: nothing of this run is left to leak into the next.
+  spdlog::info("starting again to re-key");
+  spdlog::default_logger()->flush();
+  ::execv("/proc/self/exe", argv);
+  std::perror("custos-sensord: cannot start again to re-key");
+  return 1;
+}

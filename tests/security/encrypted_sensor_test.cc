@@ -15,6 +15,7 @@
 #include "common/files.h"
 #include "common/process.h"
 #include "common/unique_fd.h"
+#include "sensor/admin_server.h"
 #include "storage/encrypted_volume.h"
 #include "storage/scratch_area.h"
 #include "tests/system/fleet_setup.h"
@@ -31,6 +32,12 @@ std::string Markers(const std::string& name, const std::string& marker) {
 
 nlohmann::json Storage(const SensorUnderTest& sensor) {
   return sensor.Status().value("storage", nlohmann::json::object());
+}
+
+// Status while sensord may be starting again (a re-key): no answer is no failure.
+nlohmann::json StatusIfUp(const SensorUnderTest& sensor) {
+  auto reply = AdminRequest(sensor.SocketPath(), {{"command", "status"}});
+  return reply && reply->is_object() ? *reply : nlohmann::json::object();
 }
 
 bool WaitFor(const std::function<bool()>& condition, std::chrono::seconds timeout) {
@@ -225,19 +232,40 @@ TEST(EncryptedSensor, ReKeyingKeepsEveryFileAndARevokedSensorStaysLocked) {
   ASSERT_TRUE(before.ok()) << before.error().message;
   EXPECT_EQ(Storage(sensor).value("key_version", 0), 1);
 
-  // The fleet orders a re-key; the sensor re-encrypts at its next start.
+  // The fleet orders a re-key of the running sensor: it stops, starts
+  // again by itself (the same process) and re-encrypts before gamma runs.
+  const pid_t pid = sensor.pid();
   fleet.Cli({"sensor", "rekey", encrypted.id});
-  sensor.Stop();
-  encrypted.StartUnlocked();
-  sensor.WaitForInstrument("gamma",
-                           [](const nlohmann::json& s) { return s["state"] == "running"; });
-  EXPECT_EQ(Storage(sensor).value("key_version", 0), 2) << Storage(sensor).dump();
+  const auto rekeyed = [&](int version) {
+    auto status = StatusIfUp(sensor);
+    auto storage = status.value("storage", nlohmann::json::object());
+    bool gamma_running = false;
+    for (const auto& instrument : status.value("instruments", nlohmann::json::array()))
+      gamma_running |=
+          instrument.value("name", "") == "gamma" && instrument.value("state", "") == "running";
+    return storage.value("state", "") == "unlocked" && storage.value("key_version", 0) == version &&
+           gamma_running;
+  };
+  ASSERT_TRUE(WaitFor([&] { return rekeyed(2); }, std::chrono::seconds(60)))
+      << StatusIfUp(sensor).dump();
+  EXPECT_EQ(::kill(pid, 0), 0) << "sensord was not started again in place";
   auto after = ReadFile(marker_file);
   ASSERT_TRUE(after.ok()) << after.error().message;
   EXPECT_EQ(*after, *before);
   auto reply = encrypted.DataKeyReply();
   EXPECT_EQ(reply.value("version", 0), 2) << reply.dump();
   EXPECT_FALSE(reply.contains("pending")) << reply.dump();
+
+  // Ordered while the sensor is off: it re-keys when it next starts.
+  sensor.Stop();
+  fleet.Cli({"sensor", "rekey", encrypted.id});
+  encrypted.StartUnlocked();
+  ASSERT_TRUE(WaitFor([&] { return rekeyed(3); }, std::chrono::seconds(60)))
+      << StatusIfUp(sensor).dump();
+  after = ReadFile(marker_file);
+  ASSERT_TRUE(after.ok()) << after.error().message;
+  EXPECT_EQ(*after, *before);
+  EXPECT_EQ(encrypted.DataKeyReply().value("version", 0), 3);
   sensor.Stop();
 
   // Revoked: the key is refused, the data stays locked, no instrument starts.
