@@ -257,6 +257,38 @@ TEST(ChannelTest, DesiredStateIsPushedOnHelloAndWhenTheApiChangesIt) {
   EXPECT_EQ(next["type"], "ack") << next.dump();
 }
 
+TEST(ChannelTest, ARekeyIsCommandedAtOnceAndAgainOnHelloUntilConfirmed) {
+  TestFleet fleet;
+  SensorIdentity sensor = fleet.Enroll();
+  ChannelClient client(fleet.channel_port(), sensor);
+  Must(client.Connect());
+  Must(client.Hello(0));
+  auto ordered = fleet.Call("POST", "/v1/sensors/" + sensor.sensor_id + "/rekey");
+  ASSERT_EQ(ordered.status, 200) << ordered.text;
+  EXPECT_EQ(ordered.body["pending_version"], 2);
+  EXPECT_EQ(ordered.body["sent"], true);
+  auto command = Must(client.ReceiveType("command"));
+  EXPECT_EQ(command["command"], "rekey") << command.dump();
+  EXPECT_NE(command["stream"], nullptr);
+
+  // The sensor did not re-key (it went away): its next hello is told again.
+  ChannelClient again(fleet.channel_port(), sensor);
+  Must(again.Connect());
+  Must(again.Hello(0));
+  command = Must(again.ReceiveType("command"));
+  EXPECT_EQ(command["command"], "rekey") << command.dump();
+
+  // Once it confirmed, a hello gets no command: the first message is the ack.
+  ASSERT_TRUE(Must(fleet.server().core().keys->ConfirmRekey(sensor.sensor_id, 2)));
+  ChannelClient confirmed(fleet.channel_port(), sensor);
+  Must(confirmed.Connect());
+  Must(confirmed.Hello(0));
+  Must(confirmed.Send(EventsBatch(1, 1, 1)));
+  auto next = Must(confirmed.Receive());
+  EXPECT_EQ(next["type"], "ack") << next.dump();
+  EXPECT_FALSE(confirmed.ReceiveType("command", std::chrono::seconds(1)).ok());
+}
+
 TEST(ChannelTest, HeartbeatsShowAsHealthAndConnection) {
   TestFleet fleet;
   SensorIdentity sensor = fleet.Enroll();
