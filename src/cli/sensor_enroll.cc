@@ -1,10 +1,12 @@
 #include "cli/sensor_enroll.h"
 
+#include <cctype>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 #include <string>
 
+#include "common/files.h"
 #include "sensor/enrollment.h"
 
 namespace custos::cli {
@@ -13,6 +15,7 @@ namespace {
 struct EnrollArguments {
   std::string fleet;
   std::string token;
+  std::string token_file;
   std::string identity = sensor::kDefaultIdentityDir;
   std::string name;
 };
@@ -21,6 +24,20 @@ int RunEnroll(const EnrollArguments& arguments) {
   sensor::EnrollOptions options;
   options.fleet = arguments.fleet;
   options.token = arguments.token;
+  if (!arguments.token_file.empty()) {
+    auto text = ReadFile(arguments.token_file);
+    if (!text) {
+      std::cerr << "custos: " << text.error().message << "\n";
+      return 1;
+    }
+    options.token = *text;
+    while (!options.token.empty() && std::isspace(static_cast<unsigned char>(options.token.back())))
+      options.token.pop_back();
+  }
+  if (options.token.empty()) {
+    std::cerr << "custos: enroll needs the token: --token T or --token-file FILE\n";
+    return 1;
+  }
   options.identity_dir = arguments.identity;
   options.name = arguments.name;
   auto enrolled = sensor::Enroll(options);
@@ -62,10 +79,13 @@ void AddSensorEnroll(CLI::App& sensor, std::function<int()>& run) {
       "enroll",
       "enroll this sensor with a fleet: make its key, check the fleet, get a certificate");
   enroll->add_option("--fleet", arguments->fleet, "the fleet's API port, HOST:PORT")->required();
+  auto* token =
+      enroll->add_option("--token", arguments->token,
+                         "the token from `custos fleet token create` (<secret>.<ca-hash>)");
   enroll
-      ->add_option("--token", arguments->token,
-                   "the token from `custos fleet token create` (<secret>.<ca-hash>)")
-      ->required();
+      ->add_option("--token-file", arguments->token_file,
+                   "a file holding the token, which keeps it out of the process list")
+      ->excludes(token);
   enroll->add_option("--identity", arguments->identity, "folder for the key and certificates")
       ->capture_default_str();
   enroll->add_option("--name", arguments->name,

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "common/files.h"
@@ -168,8 +169,13 @@ std::string FleetUnderTest::Log() const {
 
 std::string EnrollSensor(const SensorUnderTest& sensor, const FleetUnderTest& fleet,
                          const std::string& token) {
-  sensor.host().Run({CUSTOS_CLI, "sensor", "enroll", "--fleet", fleet.ApiAddress(), "--token",
-                     token, "--identity", sensor.root() + "/identity", "--name", sensor.name()});
+  // As an operator should: from a file, so the token is not in the process list.
+  const std::string token_file = sensor.root() + "/enroll-token";
+  std::ofstream(token_file) << token << "\n";
+  sensor.host().Run({CUSTOS_CLI, "sensor", "enroll", "--fleet", fleet.ApiAddress(), "--token-file",
+                     token_file, "--identity", sensor.root() + "/identity", "--name",
+                     sensor.name()});
+  std::filesystem::remove(token_file);
   auto identity = ReadFile(sensor.root() + "/identity/fleet.json");
   if (!identity) {
     ADD_FAILURE() << identity.error().message;

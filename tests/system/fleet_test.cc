@@ -121,6 +121,14 @@ TEST(Fleet, UsedAndExpiredTokensAndForeignCertificatesAreRefused) {
                        "enroll", "--fleet", fleet.ApiAddress(), "--token", with, "--identity",
                        sensor.root() + "/" + folder});
   };
+  // No token at all: a clear refusal.
+  auto none = RunCommand({CUSTOS_CLI, "sensor", "enroll", "--fleet", fleet.ApiAddress(),
+                          "--identity", sensor.root() + "/none"});
+  ASSERT_TRUE(none.ok());
+  EXPECT_NE(none->exit_code, 0);
+  EXPECT_NE(none->output.find("--token-file"), std::string::npos) << none->output;
+  EXPECT_FALSE(fs::exists(sensor.root() + "/none/sensor.key"));
+
   // A used token.
   auto again = enroll(token, "second");
   ASSERT_TRUE(again.ok());
