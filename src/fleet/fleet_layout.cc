@@ -90,6 +90,9 @@ Result<std::string> InitFleet(const FleetInitOptions& options) {
   if (options.dir.empty()) return Error{"fleet init needs --dir"};
   if (options.addresses.empty()) return Error{"fleet init needs at least one --address"};
   FleetPaths paths(options.dir);
+  // Parents as mkdir -p would make them (a fresh /var/lib/custos); the fleet
+  // folder itself must be new.
+  if (paths.dir.has_parent_path()) CUSTOS_TRY(MakeDirectories(paths.dir.parent_path(), 0755));
   // mkdir fails on anything already there (file, folder or symlink).
   if (::mkdir(paths.dir.c_str(), 0700) != 0) {
     if (errno == EEXIST) return Error{paths.dir.string() + " already exists; pick a new folder"};
