@@ -165,8 +165,15 @@ int Main(int argc, char** argv, bool& start_again) {
   }
   (*loop)->OnSignal(SIGCHLD, [&] { supervisor.ReapChildren(); });
   (*loop)->OnSignal(SIGHUP, [&] { (void)Reload(supervisor, fleet, config_path); });
-  (*loop)->OnSignal(SIGTERM, [&] { (*loop)->Quit(); });
-  (*loop)->OnSignal(SIGINT, [&] { (*loop)->Quit(); });
+  // A stop asked for during a re-key's shutdown is a stop, not a restart.
+  (*loop)->OnSignal(SIGTERM, [&] {
+    start_again = false;
+    (*loop)->Quit();
+  });
+  (*loop)->OnSignal(SIGINT, [&] {
+    start_again = false;
+    (*loop)->Quit();
+  });
   // Instruments and the uplink start once their storage can be written.
   auto run = [&]() -> bool {
     if (store) {
@@ -253,7 +260,8 @@ int main(int argc, char** argv) {
   int code = custos::Main(argc, argv, start_again);
   if (code != 0 || !start_again) return code;
   // Every instrument is stopped, the keys are out of the kernel and the
-  // volume is unmounted: nothing of this run is left to leak into the next.
+  // volume is unmounted (what could not be is cleaned up by the next start,
+  // as after a crash).
   spdlog::info("starting again to re-key");
   spdlog::default_logger()->flush();
   ::execv("/proc/self/exe", argv);
