@@ -269,9 +269,9 @@ Status Instrument::Start() {
 
   CUSTOS_TRY(MakeDirectories(platform_.sensor.log_dir, 0750));
   CUSTOS_TRY(MakeDirectories(platform_.TapDir(), 0755));
-  UniqueFd log(::open(platform_.LogFile(config_.name).c_str(),
-                      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
-  if (!log.valid()) return ErrnoError("cannot open " + platform_.LogFile(config_.name));
+  auto log = LogPump::Open(*platform_.loop, platform_.LogFile(config_.name));
+  if (!log) return log.error();
+  log_ = std::move(*log);
 
   std::vector<int> pass_fds;
   if (config_.network == NetworkMode::kRing) {
@@ -283,9 +283,12 @@ Status Instrument::Start() {
   }
   // Without a network of its own to plumb, create and start are one call.
   bool plumb = config_.network != NetworkMode::kNone && config_.network != NetworkMode::kRing;
-  auto pid = plumb ? platform_.runtime.Create(spec->id, bundle, log.get(), pass_fds)
-                   : platform_.runtime.Run(spec->id, bundle, log.get(), pass_fds);
+  auto pid = plumb ? platform_.runtime.Create(spec->id, bundle, log_->write_end(), pass_fds)
+                   : platform_.runtime.Run(spec->id, bundle, log_->write_end(), pass_fds);
+  // The container holds the write end now; ours would keep the pipe open.
+  log_->CloseWriteEnd();
   if (!pid) {
+    log_.reset();
     ReleaseRing();
     (void)platform_.runtime.Delete(spec->id, true);
     std::error_code ignored;
@@ -345,6 +348,10 @@ void Instrument::Exited(int exit_code) {
 }
 
 void Instrument::Cleanup() {
+  if (log_) {
+    log_->Drain();
+    log_.reset();
+  }
   // Read before the runtime deletes the cgroup with its counters.
   if (auto kills = CgroupOomKills(platform_.CgroupPath(config_.name))) oom_kills_ += *kills;
   std::string pin = platform_.NetnsPin(config_.name);

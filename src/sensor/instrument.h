@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 #include "common/unique_fd.h"
 #include "sandbox/container_spec.h"
 #include "sandbox/veth.h"
+#include "sensor/log_pump.h"
 #include "sensor/ring_grant.h"
 #include "sensor/sensor_config.h"
 #include "sensor/sensor_platform.h"
@@ -74,6 +76,7 @@ class Instrument {
   InstrumentState state_ = InstrumentState::kStopped;
   pid_t pid_ = -1;
   UniqueFd pidfd_;
+  std::unique_ptr<LogPump> log_;  // its stdout and stderr, while it runs
   bool netns_pinned_ = false;
   bool interface_moved_ = false;
   std::optional<MirrorLink> mirror_;

@@ -10,6 +10,7 @@
 #include "capture/packet_ring.h"
 #include "sandbox/oci_runtime.h"
 #include "sandbox/rootfs.h"
+#include "sensor/event_loop.h"
 #include "sensor/sensor_config.h"
 #include "sensor/uid_slots.h"
 #include "storage/encrypted_store.h"
@@ -61,6 +62,7 @@ struct SensorPlatform {
   RootfsResolver resolver;
   UidSlots uid_slots;
   bus::Broker* broker = nullptr;  // owned by the Supervisor
+  EventLoop* loop = nullptr;      // sensord's, for the instruments' log pipes
   // Where tap ends of mirror links go: the capture engine's namespace while
   // it runs, the sensor's own hub namespace otherwise.
   std::string hub_netns;

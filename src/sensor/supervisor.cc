@@ -95,7 +95,9 @@ nlohmann::json BusStatusJson(const bus::EndpointStats& stats) {
 }  // namespace
 
 Supervisor::Supervisor(EventLoop& loop, const SensorConfig& config)
-    : loop_(loop), platform_(config) {}
+    : loop_(loop), platform_(config) {
+  platform_.loop = &loop;
+}
 
 Supervisor::~Supervisor() { Shutdown(); }
 

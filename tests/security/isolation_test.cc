@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -140,7 +141,12 @@ TEST(PassiveIsolation, TransmittedPacketsReachNothing) {
   // ...and nothing left the hub towards any other interface or namespace.
   EXPECT_EQ(InterfaceCounter(hub, rx_end, "tx_packets"), 0u);
   EXPECT_EQ(InterfaceCounter(hub, tx_end, "tx_packets"), 0u);
-  std::ifstream counter(sensor.PersistentDir("rx") + "/sniffed");
+  // rx rewrites its count after every 100 ms without a frame: wait for the first.
+  const std::string sniffed = sensor.PersistentDir("rx") + "/sniffed";
+  auto first_count = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!std::filesystem::exists(sniffed) && std::chrono::steady_clock::now() < first_count)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::ifstream counter(sniffed);
   long seen = -1;
   counter >> seen;
   EXPECT_EQ(seen, 0) << "the other passive instrument saw frames";
@@ -162,7 +168,7 @@ TEST(PassiveIsolation, TransmittedPacketsReachNothing) {
   ASSERT_TRUE(ingress_dropped.ok());
   EXPECT_GE(*ingress_dropped, 400u) << sensor.Log("tx");
   EXPECT_EQ(InterfaceCounter(hub, rx_end, "tx_packets"), 0u);
-  std::ifstream again(sensor.PersistentDir("rx") + "/sniffed");
+  std::ifstream again(sniffed);
   again >> seen;
   EXPECT_EQ(seen, 0) << "the other passive instrument saw frames";
   sensor.Stop();
@@ -214,6 +220,23 @@ TEST(ResourceLimits, ForkBombAndMemoryHogAreContainedWhileNeighbourRuns) {
   EXPECT_EQ(calm_after["state"], "running");
   EXPECT_EQ(calm_after["restarts"], 0);
   EXPECT_EQ(calm_after["pid"], calm_before["pid"]);
+  sensor.Stop();
+}
+
+TEST(ResourceLimits, AFloodedLogKeepsToTwoBoundedFiles) {
+  SensorUnderTest sensor("logflood", Instrument("spam", "none", "[spam, '48']"));
+  sensor.Start();
+  // 48 MiB written; the log holds the end of it, the file before the rest.
+  std::string log = sensor.WaitForLog("spam", "SPAMMED", std::chrono::seconds(60));
+  const std::string path = sensor.root() + "/log/spam.log";
+  ASSERT_TRUE(std::filesystem::exists(path)) << "logs are not where the test looks";
+  constexpr std::uintmax_t kBound = (16u << 20) + (64u << 10) + 256;
+  EXPECT_LE(std::filesystem::file_size(path), kBound);
+  EXPECT_LE(std::filesystem::file_size(path + ".1"), kBound);
+  EXPECT_GE(std::filesystem::file_size(path + ".1"), 16u << 20);
+  EXPECT_FALSE(std::filesystem::exists(path + ".2"));
+  EXPECT_NE(log.find("[custos] log continued here"), std::string::npos);
+  EXPECT_EQ(sensor.InstrumentStatus("spam")["state"], "running");
   sensor.Stop();
 }
 

@@ -470,6 +470,16 @@ int main(int argc, char** argv) {
     AttackRing();
     return Idle();
   }
+  if (mode == "spam" && args.size() > 1) {
+    // Floods its log, hoping to fill the sensor's disk.
+    std::string line(1023, 'z');
+    line += '\n';
+    long lines = std::atol(args[1].c_str()) * 1024;
+    for (long i = 0; i < lines && !g_stop; ++i) std::fwrite(line.data(), 1, line.size(), stdout);
+    std::printf("SPAMMED\n");
+    std::fflush(stdout);
+    return Idle();
+  }
   std::fprintf(stderr, "hostile: unknown mode %s\n", mode.c_str());
   return 2;
 }
