@@ -25,18 +25,24 @@ Result<std::string> ReadFile(const std::filesystem::path& path) {
   return content;
 }
 
+Status WriteAll(int fd, const void* data, std::size_t size, const std::string& what) {
+  const auto* bytes = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t written = ::write(fd, bytes, size);
+    if (written < 0 && errno == EINTR) continue;
+    if (written < 0) return ErrnoError("cannot write " + what);
+    bytes += written;
+    size -= static_cast<std::size_t>(written);
+  }
+  return {};
+}
+
 Status WriteFileAtomic(const std::filesystem::path& path, const std::string& content,
                        unsigned mode) {
   std::string temporary = path.string() + ".tmp";
   UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
   if (!fd.valid()) return ErrnoError("cannot write " + temporary);
-  size_t written = 0;
-  while (written < content.size()) {
-    ssize_t n = ::write(fd.get(), content.data() + written, content.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("cannot write " + temporary);
-    written += static_cast<size_t>(n);
-  }
+  CUSTOS_TRY(WriteAll(fd.get(), content.data(), content.size(), temporary));
   if (::fsync(fd.get()) != 0) return ErrnoError("fsync " + temporary);
   fd.reset();
   if (::rename(temporary.c_str(), path.c_str()) != 0) {

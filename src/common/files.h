@@ -1,6 +1,7 @@
 // Small file helpers used across the daemons.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
 #include <string>
 
@@ -9,6 +10,10 @@
 namespace custos {
 
 Result<std::string> ReadFile(const std::filesystem::path& path);
+
+// Writes all `size` bytes to `fd`, going on after short writes and EINTR;
+// an error says "cannot write <what>".
+Status WriteAll(int fd, const void* data, std::size_t size, const std::string& what);
 
 // Writes to a temporary file beside `path`, fsyncs, then renames over it, so
 // a reader sees either the old or the new content, never a mix.

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "common/files.h"
 #include "common/unique_fd.h"
 
 namespace custos::crypto {
@@ -47,17 +48,6 @@ Result<std::string> RandomSuffix() {
   return suffix;
 }
 
-Status WriteAll(int fd, const std::string& data, const std::string& name) {
-  size_t written = 0;
-  while (written < data.size()) {
-    ssize_t n = ::write(fd, data.data() + written, data.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("cannot write " + name);
-    written += static_cast<size_t>(n);
-  }
-  return {};
-}
-
 Status SyncDirectory(const std::filesystem::path& directory) {
   UniqueFd fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd.valid()) return ErrnoError("cannot open " + directory.string());
@@ -89,7 +79,8 @@ Status WritePrivateKeyFile(const std::filesystem::path& path, const KeyPair& key
   };
   // The umask can only clear bits; fchmod makes the mode exactly 0600.
   if (::fchmod(fd.get(), 0600) != 0) return fail(ErrnoError("chmod " + temporary.string()));
-  if (auto written = WriteAll(fd.get(), *pem, temporary.string()); !written.ok()) {
+  if (auto written = WriteAll(fd.get(), pem->data(), pem->size(), temporary.string());
+      !written.ok()) {
     return fail(written.error());
   }
   if (::fsync(fd.get()) != 0) return fail(ErrnoError("fsync " + temporary.string()));

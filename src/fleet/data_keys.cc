@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <memory>
 
+#include "common/files.h"
 #include "common/unique_fd.h"
 
 namespace custos::fleet {
@@ -46,17 +47,6 @@ std::string AssociatedData(std::string_view sensor_id) {
   std::string data(kAssociatedPrefix);
   data += sensor_id;
   return data;
-}
-
-Status WriteAll(int fd, const unsigned char* data, std::size_t size, const std::string& what) {
-  std::size_t written = 0;
-  while (written < size) {
-    ssize_t n = ::write(fd, data + written, size - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("cannot write " + what);
-    written += static_cast<std::size_t>(n);
-  }
-  return {};
 }
 
 }  // namespace

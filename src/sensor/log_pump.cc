@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "common/files.h"
 #include "common/log.h"
 
 namespace custos {
@@ -15,17 +16,6 @@ namespace {
 // One read per wake-up: a chatty instrument cannot hold the event loop.
 constexpr std::size_t kChunk = 64 * 1024;
 constexpr int kPipeBytes = 1 << 20;
-
-Status WriteAll(int fd, const char* data, std::size_t size) {
-  while (size > 0) {
-    ssize_t written = ::write(fd, data, size);
-    if (written < 0 && errno == EINTR) continue;
-    if (written <= 0) return ErrnoError("write");
-    data += written;
-    size -= static_cast<std::size_t>(written);
-  }
-  return {};
-}
 
 }  // namespace
 
@@ -72,7 +62,7 @@ Status LogPump::Rotate() {
   ++rotations_;
   std::string note = "[custos] log continued here; the " + std::to_string(max_bytes_ >> 20) +
                      " MiB before are in " + previous + "\n";
-  CUSTOS_TRY(WriteAll(file_.get(), note.data(), note.size()));
+  CUSTOS_TRY(WriteAll(file_.get(), note.data(), note.size(), path_));
   size_ += note.size();
   return {};
 }
@@ -95,8 +85,9 @@ bool LogPump::PumpOnce() {
     if (auto rotated = Rotate(); !rotated) spdlog::warn("log {}", rotated.error().message);
   }
   if (!file_.valid()) return true;  // the text is lost, not the instrument
-  if (auto written = WriteAll(file_.get(), buffer, static_cast<std::size_t>(got)); !written) {
-    spdlog::warn("log {}: {}", path_, written.error().message);
+  if (auto written = WriteAll(file_.get(), buffer, static_cast<std::size_t>(got), path_);
+      !written) {
+    spdlog::warn("log: {}", written.error().message);
   }
   size_ += static_cast<std::uint64_t>(got);
   return true;

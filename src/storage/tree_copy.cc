@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/files.h"
 #include "common/unique_fd.h"
 
 namespace custos::storage {
@@ -24,19 +25,6 @@ constexpr std::size_t kBufferSize = std::size_t{1} << 20;
 struct DirCloser {
   void operator()(DIR* dir) const { ::closedir(dir); }
 };
-
-Status WriteAll(int fd, const char* data, std::size_t size, const std::string& name) {
-  while (size > 0) {
-    ssize_t written = ::write(fd, data, size);
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError("cannot write copy of " + name);
-    }
-    data += written;
-    size -= static_cast<std::size_t>(written);
-  }
-  return {};
-}
 
 // Owner before mode: chown clears set-uid and set-gid bits.
 Status CopyAttributes(int fd, const struct stat& info, const std::string& name) {
@@ -61,7 +49,8 @@ Status CopyFile(int source_dir, int target_dir, const std::string& name, const s
       return ErrnoError("cannot read " + name);
     }
     if (n == 0) break;
-    CUSTOS_TRY(WriteAll(target.get(), buffer.data(), static_cast<std::size_t>(n), name));
+    CUSTOS_TRY(
+        WriteAll(target.get(), buffer.data(), static_cast<std::size_t>(n), "copy of " + name));
   }
   CUSTOS_TRY(CopyAttributes(target.get(), info, name));
   if (::fsync(target.get()) != 0) return ErrnoError("cannot fsync copy of " + name);
